@@ -1,0 +1,97 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import authRoutes from './auth/auth.routes.js'
+import { createPasswords, type Passwords } from './auth/passwords.js'
+import { createTokens } from './auth/tokens.js'
+import { resolveJwtSecret, type Config } from './config.js'
+import { createDb, type Db } from './db/database.js'
+import { migrateToLatest } from './db/migrate.js'
+import { registerErrorHandler } from './errors.js'
+import authPlugin from './plugins/auth.js'
+import dbPlugin from './plugins/db.js'
+import docsPlugin from './plugins/docs.js'
+import securityHeaders from './plugins/security-headers.js'
+import usersRoutes from './users/users.routes.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config
+  }
+}
+
+/** What tests (and embedders) may swap: the clock, an already-open database, the logger. */
+export interface AppOverrides {
+  now?: () => number
+  db?: Db
+  logger?: FastifyServerOptions['logger']
+  passwords?: Passwords
+}
+
+/**
+ * Two validators: bodies are never coerced ("123" is not a number, 123 is not a string);
+ * path and query strings are, since they are text by nature. Unknown body fields are
+ * dropped (FastAPI's behaviour), never applied.
+ */
+function createValidatorCompiler () {
+  const options = { removeAdditional: true, useDefaults: true, allErrors: true, strict: false } as const
+  const bodyAjv = addFormats.default(new Ajv({ ...options, coerceTypes: false }))
+  const textAjv = addFormats.default(new Ajv({ ...options, coerceTypes: true }))
+  return ({ schema, httpPart }: { schema: object, httpPart?: string }) =>
+    (httpPart === 'body' ? bodyAjv : textAjv).compile(schema)
+}
+
+export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
+  return {
+    level: config.logLevel,
+    redact: {
+      paths: ['req.headers.authorization', 'req.headers.cookie', '*.password', '*.hashed_password', '*.access_token', '*.refresh_token', '*.token'],
+      censor: '[redacted]'
+    }
+  }
+}
+
+/** The composition root: opens the database (migrating it), then registers plugins and routes. No listen. */
+export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: overrides.logger ?? loggerOptions(config),
+    bodyLimit: config.bodyLimit,
+    trustProxy: config.trustProxy,
+    // Our own body validation rejects these keys; secure-json-parse refuses them outright.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    routerOptions: { maxParamLength: 100 },
+    return503OnClosing: true
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setValidatorCompiler(createValidatorCompiler())
+  // Only JSON bodies: text/plain (which Fastify accepts by default) gets a 415.
+  app.removeContentTypeParser('text/plain')
+  registerErrorHandler(app)
+
+  const now = overrides.now ?? Date.now
+  const db = overrides.db ?? createDb(config.database)
+  try {
+    await migrateToLatest(db)
+  } catch (error) {
+    if (!overrides.db) await db.close()
+    throw error
+  }
+  const { secret, source, path } = resolveJwtSecret(config)
+  if (source === 'created') app.log.warn({ path }, 'JWT_SECRET not set: generated a 256-bit secret and saved it (owner-only) for later starts')
+
+  app.decorate('config', config)
+  await app.register(dbPlugin, { db })
+  await app.register(authPlugin, {
+    tokens: createTokens({ secret, issuer: config.jwtIssuer, audience: config.jwtAudience, ttl: config.accessTokenTtl, now }),
+    passwords: overrides.passwords ?? await createPasswords(config.hashConcurrency),
+    now
+  })
+  await app.register(securityHeaders)
+  if (config.docs) await app.register(docsPlugin)
+
+  await app.register(authRoutes)
+  await app.register(usersRoutes)
+  return app
+}

@@ -1,0 +1,171 @@
+import { randomBytes } from 'node:crypto'
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
+
+export type Dialect = 'sqlite' | 'postgres'
+
+export interface DatabaseConfig {
+  dialect: Dialect
+  /** Absolute file path for SQLite (or ':memory:'), connection string for PostgreSQL. */
+  location: string
+  /** The URL as given, with any password masked: safe to log. */
+  display: string
+}
+
+export interface Config {
+  host: string
+  port: number
+  dataDir: string
+  database: DatabaseConfig
+  /** Undefined means: use (or create) the secret file in dataDir, see resolveJwtSecret. */
+  jwtSecret: string | undefined
+  jwtIssuer: string
+  jwtAudience: string
+  /** Access token lifetime in seconds. */
+  accessTokenTtl: number
+  passwordMinLength: number
+  passwordMaxLength: number
+  logLevel: string
+  /** Largest accepted request body, bytes. */
+  bodyLimit: number
+  /** How many password hashes may run at once (argon2 / bcrypt). */
+  hashConcurrency: number
+  /** Believe X-Forwarded-For (only behind a proxy you control). */
+  trustProxy: boolean
+  /** Expose /docs and /openapi.json. */
+  docs: boolean
+}
+
+export class ConfigError extends Error {
+  constructor (variable: string, problem: string) {
+    super(`Invalid configuration: ${variable} ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+const MIN_SECRET_BYTES = 32
+
+function integer (env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw.trim() === '') return fallback
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`)
+  const value = Number(raw.trim())
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`)
+  return value
+}
+
+function boolean (env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase()
+  if (raw === undefined || raw === '') return fallback
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false
+  throw new ConfigError(name, `must be true or false, got "${env[name]}"`)
+}
+
+/** Duration in seconds from "900", "900s", "15m", "2h" or "30d". */
+export function parseDuration (env: Env, name: string, fallback: number): number {
+  const raw = env[name]?.trim()
+  if (raw === undefined || raw === '') return fallback
+  const match = /^(\d+)\s*([smhd]?)$/.exec(raw)
+  if (!match) throw new ConfigError(name, `must be a duration such as 900, 15m, 2h or 30d, got "${raw}"`)
+  const seconds = Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd']
+  if (seconds < 1) throw new ConfigError(name, 'must be at least one second')
+  return seconds
+}
+
+/**
+ * Accepts the URL forms SQLAlchemy users already have:
+ * sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgres://, postgresql://
+ * (also postgresql+psycopg2:// and friends, the driver part is ignored).
+ */
+export function parseDatabaseUrl (url: string, cwd: string): DatabaseConfig {
+  const trimmed = url.trim()
+  const scheme = /^([a-z0-9+]+):/i.exec(trimmed)?.[1]?.toLowerCase().split('+')[0]
+  if (scheme === 'sqlite') {
+    const rest = trimmed.slice(trimmed.indexOf(':') + 1)
+    if (!rest.startsWith('///')) {
+      throw new ConfigError('DATABASE_URL', 'for SQLite must look like sqlite:///./users.db (relative) or sqlite:////var/lib/app/users.db (absolute)')
+    }
+    const path = rest.slice(3).split('?')[0]
+    if (path === '') throw new ConfigError('DATABASE_URL', 'names no SQLite file')
+    if (path === ':memory:') return { dialect: 'sqlite', location: ':memory:', display: 'sqlite:///:memory:' }
+    const location = isAbsolute(path) ? path : resolve(cwd, path)
+    return { dialect: 'sqlite', location, display: `sqlite:///${location}` }
+  }
+  if (scheme === 'postgres' || scheme === 'postgresql') {
+    let parsed: URL
+    try {
+      parsed = new URL(trimmed.replace(/^[a-z0-9+]+:/i, 'postgres:'))
+    } catch {
+      throw new ConfigError('DATABASE_URL', 'is not a valid PostgreSQL URL')
+    }
+    const location = parsed.toString()
+    if (parsed.password) parsed.password = '***'
+    return { dialect: 'postgres', location, display: parsed.toString() }
+  }
+  throw new ConfigError('DATABASE_URL', `must start with sqlite:/// or postgresql://, got "${trimmed.split(':')[0]}:"`)
+}
+
+/** Validates the environment into a Config. Pure: the server passes process.env, tests pass an object. */
+export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
+  const dataDir = resolve(cwd, env.DATA_DIR?.trim() || 'data')
+  const database = parseDatabaseUrl(env.DATABASE_URL?.trim() || `sqlite:///${join(dataDir, 'users.db')}`, cwd)
+
+  const jwtSecret = env.JWT_SECRET === undefined || env.JWT_SECRET === '' ? undefined : env.JWT_SECRET
+  if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < MIN_SECRET_BYTES) {
+    throw new ConfigError('JWT_SECRET', `must be at least ${MIN_SECRET_BYTES} bytes (256 bits); generate one with: openssl rand -base64 48`)
+  }
+
+  const logLevel = (env.LOG_LEVEL?.trim() || 'info').toLowerCase()
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`)
+
+  const passwordMaxLength = 256
+  return {
+    host: env.HOST?.trim() || '127.0.0.1',
+    port: integer(env, 'PORT', 8000, 0, 65535),
+    dataDir,
+    database,
+    jwtSecret,
+    jwtIssuer: env.JWT_ISSUER?.trim() || 'user-management-api',
+    jwtAudience: env.JWT_AUDIENCE?.trim() || 'user-management-api',
+    accessTokenTtl: parseDuration(env, 'ACCESS_TOKEN_TTL', 15 * 60),
+    passwordMinLength: integer(env, 'PASSWORD_MIN_LENGTH', 8, 1, passwordMaxLength),
+    passwordMaxLength,
+    logLevel,
+    bodyLimit: integer(env, 'BODY_LIMIT', 16 * 1024, 1024, 10 * 1024 * 1024),
+    hashConcurrency: integer(env, 'HASH_CONCURRENCY', availableParallelism(), 1, 1024),
+    trustProxy: boolean(env, 'TRUST_PROXY', false),
+    docs: boolean(env, 'DOCS', true)
+  }
+}
+
+/**
+ * The configured JWT_SECRET, or a 256-bit secret kept in `<dataDir>/jwt-secret` (created once,
+ * owner-only permissions). Returns whether it was created so the caller can log it.
+ */
+export function resolveJwtSecret (config: Config): { secret: string, source: 'env' | 'file' | 'created', path?: string } {
+  if (config.jwtSecret !== undefined) return { secret: config.jwtSecret, source: 'env' }
+  const path = join(config.dataDir, 'jwt-secret')
+  try {
+    const secret = readFileSync(path, 'utf8').trim()
+    if (Buffer.byteLength(secret) < MIN_SECRET_BYTES) throw new ConfigError('JWT_SECRET', `file ${path} holds fewer than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one`)
+    return { secret, source: 'file', path }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+  const secret = randomBytes(32).toString('base64url')
+  // 'wx' fails if another process created it in the meantime; then use theirs.
+  try {
+    writeFileSync(path, secret + '\n', { mode: 0o600, flag: 'wx' })
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return resolveJwtSecret(config)
+    throw error
+  }
+  chmodSync(path, 0o600)
+  return { secret, source: 'created', path }
+}

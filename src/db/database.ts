@@ -1,0 +1,127 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import SQLite from 'better-sqlite3'
+import { Kysely, PostgresDialect, SqliteDialect, type Generated, type Insertable, type Selectable } from 'kysely'
+import pg from 'pg'
+import type { DatabaseConfig, Dialect } from '../config.js'
+
+export type Role = 'user' | 'admin'
+
+export interface UserTable {
+  id: Generated<number>
+  username: string
+  /** NFKC + lower case: what uniqueness is enforced on. */
+  username_normalized: string
+  email: string
+  /** Lower case: what uniqueness and login look-ups use. */
+  email_normalized: string
+  hashed_password: string
+  role: Role
+  /** ISO-8601 UTC text in both dialects, so one code path reads them. */
+  created_at: string
+  updated_at: string
+}
+
+export interface SessionTable {
+  /** Random, URL-safe; named by the access token's `sid` claim. */
+  id: string
+  user_id: number
+  created_at: string
+  /** When the password was last checked for this session (login). */
+  authenticated_at: string
+  last_used_at: string
+  expires_at: string
+  revoked_at: string | null
+  user_agent: string | null
+  ip: string | null
+}
+
+export interface Database {
+  users: UserTable
+  sessions: SessionTable
+}
+
+export type UserRow = Selectable<UserTable>
+export type NewUser = Insertable<UserTable>
+export type SessionRow = Selectable<SessionTable>
+
+export interface Db {
+  kysely: Kysely<Database>
+  dialect: Dialect
+  /** The raw better-sqlite3 handle (SQLite only), for pragmas and the WAL checkpoint on close. */
+  sqlite?: SQLite.Database
+  pool?: pg.Pool
+  close: () => Promise<void>
+}
+
+const TIMESTAMPTZ_OID = 1184
+const INT8_OID = 20
+
+/** PostgreSQL returns timestamptz as ISO text and int8 (count(*)) as a number, as SQLite does. */
+const pgTypes = {
+  getTypeParser (oid: number, format?: 'text' | 'binary') {
+    if (oid === TIMESTAMPTZ_OID) return (value: string) => new Date(value).toISOString()
+    if (oid === INT8_OID) return (value: string) => Number(value)
+    return pg.types.getTypeParser(oid, format as 'text')
+  }
+}
+
+export interface CreateDbOptions {
+  /** SQLite busy timeout and PostgreSQL connection/statement timeouts, ms. */
+  timeoutMs?: number
+  poolSize?: number
+}
+
+/** Opens the database named by the config: better-sqlite3 (WAL, synchronous=FULL) or a pg pool. */
+export function createDb (database: DatabaseConfig, options: CreateDbOptions = {}): Db {
+  const timeoutMs = options.timeoutMs ?? 5000
+  if (database.dialect === 'sqlite') {
+    if (database.location !== ':memory:') mkdirSync(dirname(database.location), { recursive: true })
+    const sqlite = new SQLite(database.location, { timeout: timeoutMs })
+    sqlite.pragma('journal_mode = WAL')
+    // FULL: an acknowledged write survives power loss, not only a process crash.
+    sqlite.pragma('synchronous = FULL')
+    sqlite.pragma('foreign_keys = ON')
+    sqlite.pragma(`busy_timeout = ${timeoutMs}`)
+    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+    return {
+      kysely,
+      dialect: 'sqlite',
+      sqlite,
+      close: async () => {
+        if (sqlite.open && database.location !== ':memory:') sqlite.pragma('wal_checkpoint(TRUNCATE)')
+        await kysely.destroy()
+      }
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString: database.location,
+    max: options.poolSize ?? 10,
+    connectionTimeoutMillis: timeoutMs,
+    statement_timeout: timeoutMs * 2,
+    types: pgTypes
+  })
+  // An idle client losing its connection (server restart) must not crash the process.
+  pool.on('error', () => {})
+  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  return {
+    kysely,
+    dialect: 'postgres',
+    pool,
+    close: async () => {
+      await kysely.destroy()
+    }
+  }
+}
+
+/** True when the error is a unique-constraint violation, in SQLite's or PostgreSQL's words. */
+export function isUniqueViolation (error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === '23505'
+}
+
+/** The column (or constraint) a unique violation names, so callers can say which value was taken. */
+export function uniqueViolationTarget (error: unknown): string {
+  const { message, constraint, detail } = error as { message?: string, constraint?: string, detail?: string }
+  return [constraint, detail, message].filter(Boolean).join(' ')
+}

@@ -1,0 +1,12 @@
+import fp from 'fastify-plugin'
+
+/**
+ * nosniff on every response; no-store on API responses (they carry tokens or user data).
+ * Fastify sends no X-Powered-By or Server banner to begin with.
+ */
+export default fp(async (app) => {
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-content-type-options', 'nosniff')
+    if (!request.url.startsWith('/docs/static/')) reply.header('cache-control', 'no-store')
+  })
+}, { name: 'security-headers' })

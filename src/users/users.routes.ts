@@ -1,0 +1,147 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { revokeUserSessions, type AuthenticatedUser } from '../auth/sessions.queries.js'
+import { errors } from '../errors.js'
+import { normalizeEmail, normalizeUsername, passwordProblem, usernameProblem } from './identity.js'
+import { deleteUser, findTaken, findUserById, insertUser, takenError, updateUser, type PublicUser, type UserChanges } from './users.queries.js'
+import { errorResponses, SignupResponse, UserCreate, UserIdParams, UserPublic, UserUpdate } from './users.schemas.js'
+
+/** Self or admin; anyone else gets 403 whether or not the target exists (no existence oracle). */
+export function assertCanActOn (user: AuthenticatedUser, targetId: number): void {
+  if (user.id !== targetId && user.role !== 'admin') throw errors.forbidden()
+}
+
+/** The caller's own row is already loaded by authentication; only admins need a look-up. */
+async function loadTarget (app: Parameters<FastifyPluginAsyncTypebox>[0], user: AuthenticatedUser, targetId: number): Promise<PublicUser> {
+  assertCanActOn(user, targetId)
+  if (user.id === targetId) {
+    const { session_id: _sid, authenticated_at: _at, ...self } = user
+    return self
+  }
+  const target = await findUserById(app.db.kysely, targetId)
+  if (target === undefined) throw errors.userNotFound()
+  return target
+}
+
+const authenticated = { security: [{ bearerAuth: [] }] }
+
+const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const policy = { minLength: app.config.passwordMinLength, maxLength: app.config.passwordMaxLength }
+
+  app.post('/users/signup', {
+    schema: {
+      tags: ['users'],
+      operationId: 'signup',
+      summary: 'Create an account',
+      body: UserCreate,
+      response: { 201: SignupResponse, ...errorResponses({ 400: 'Invalid data, or username or email already registered' }) }
+    }
+  }, async (request, reply) => {
+    const { username, email, password } = request.body
+    const problem = usernameProblem(username) ?? passwordProblem(password, policy, { username, email })
+    if (problem) throw errors.badRequest(problem)
+    const usernameNormalized = normalizeUsername(username)
+    const emailNormalized = normalizeEmail(email)
+    // Cheap check before the expensive hash; the unique constraints still decide any race.
+    const taken = await findTaken(app.db.kysely, { usernameNormalized, emailNormalized })
+    if (taken.username || taken.email) throw takenError(taken)
+    const hashedPassword = await app.passwords.hash(password)
+    const now = new Date(app.now()).toISOString()
+    const userId = await insertUser(app.db.kysely, {
+      username,
+      username_normalized: usernameNormalized,
+      email,
+      email_normalized: emailNormalized,
+      hashed_password: hashedPassword,
+      role: 'user',
+      created_at: now,
+      updated_at: now
+    })
+    request.log.info({ userId }, 'user signed up')
+    return reply.code(201).send({ message: 'User created successfully', user_id: userId })
+  })
+
+  app.get('/users/:user_id', {
+    onRequest: app.authenticate,
+    schema: {
+      tags: ['users'],
+      operationId: 'getUser',
+      summary: 'Read an account (your own, or any as admin)',
+      ...authenticated,
+      params: UserIdParams,
+      response: { 200: UserPublic, ...errorResponses({ 400: 'Invalid user id', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)' }) }
+    }
+  }, async (request) => loadTarget(app, request.user, request.params.user_id))
+
+  app.put('/users/:user_id', {
+    onRequest: app.authenticate,
+    schema: {
+      tags: ['users'],
+      operationId: 'updateUser',
+      summary: 'Change username, email or password',
+      description: 'Changing the password signs out every other session of the account.',
+      ...authenticated,
+      params: UserIdParams,
+      body: UserUpdate,
+      response: { 200: UserPublic, ...errorResponses({ 400: 'Invalid data, or username or email taken', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)' }) }
+    }
+  }, async (request) => {
+    const { user } = request
+    const target = await loadTarget(app, user, request.params.user_id)
+    const { username, email, password } = request.body
+    if (username === undefined && email === undefined && password === undefined) {
+      throw errors.badRequest('Provide at least one of username, email, password')
+    }
+    const changes: UserChanges = {}
+    if (username !== undefined) {
+      const problem = usernameProblem(username)
+      if (problem) throw errors.badRequest(problem)
+      changes.username = username
+      changes.username_normalized = normalizeUsername(username)
+    }
+    if (email !== undefined) {
+      changes.email = email
+      changes.email_normalized = normalizeEmail(email)
+    }
+    if (password !== undefined) {
+      const problem = passwordProblem(password, policy, { username: username ?? target.username, email: email ?? target.email })
+      if (problem) throw errors.badRequest(problem)
+    }
+    const taken = await findTaken(app.db.kysely, { usernameNormalized: changes.username_normalized, emailNormalized: changes.email_normalized }, target.id)
+    if (taken.username || taken.email) throw takenError(taken)
+    if (password !== undefined) changes.hashed_password = await app.passwords.hash(password)
+    const now = new Date(app.now()).toISOString()
+    changes.updated_at = now
+
+    // New hash and revocation of the other sessions commit together or not at all.
+    const updated = await app.db.kysely.transaction().execute(async (trx) => {
+      const row = await updateUser(trx, target.id, changes)
+      if (row !== undefined && password !== undefined) {
+        await revokeUserSessions(trx, target.id, now, target.id === user.id ? user.session_id : undefined)
+      }
+      return row
+    })
+    if (updated === undefined) throw errors.userNotFound()
+    request.log.info({ userId: target.id, fields: Object.keys(request.body) }, 'user updated')
+    return updated
+  })
+
+  app.delete('/users/:user_id', {
+    onRequest: app.authenticate,
+    schema: {
+      tags: ['users'],
+      operationId: 'deleteUser',
+      summary: 'Delete an account and end all its sessions',
+      ...authenticated,
+      params: UserIdParams,
+      response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses({ 400: 'Invalid user id', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)' }) }
+    }
+  }, async (request, reply) => {
+    const targetId = request.params.user_id
+    assertCanActOn(request.user, targetId)
+    if (!await deleteUser(app.db.kysely, targetId)) throw errors.userNotFound()
+    request.log.info({ userId: targetId }, 'user deleted')
+    return reply.code(204).send()
+  })
+}
+
+export default usersRoutes
