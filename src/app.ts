@@ -2,8 +2,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import auditRoutes from './audit/audit.routes.js'
 import authRoutes from './auth/auth.routes.js'
 import { createPasswords, type Passwords } from './auth/passwords.js'
+import { rotationKey } from './auth/refresh-tokens.js'
+import sessionsRoutes from './auth/sessions.routes.js'
 import { createTokens } from './auth/tokens.js'
 import { resolveJwtSecret, type Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
@@ -12,6 +15,7 @@ import { registerErrorHandler } from './errors.js'
 import authPlugin from './plugins/auth.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
+import limitsPlugin from './plugins/limits.js'
 import securityHeaders from './plugins/security-headers.js'
 import usersRoutes from './users/users.routes.js'
 
@@ -85,13 +89,16 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(dbPlugin, { db })
   await app.register(authPlugin, {
     tokens: createTokens({ secret, issuer: config.jwtIssuer, audience: config.jwtAudience, ttl: config.accessTokenTtl, now }),
-    passwords: overrides.passwords ?? await createPasswords(config.hashConcurrency),
+    passwords: overrides.passwords ?? await createPasswords(config.hashConcurrency, config.hashQueueLimit),
     now
   })
+  await app.register(limitsPlugin)
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
 
-  await app.register(authRoutes)
+  await app.register(authRoutes, { refreshKey: rotationKey(secret) })
+  await app.register(sessionsRoutes)
   await app.register(usersRoutes)
+  await app.register(auditRoutes)
   return app
 }

@@ -35,6 +35,28 @@ export interface Config {
   trustProxy: boolean
   /** Expose /docs and /openapi.json. */
   docs: boolean
+  /** Refresh tokens: sliding lifetime, absolute session lifetime, reuse grace; seconds. */
+  refreshTokenTtl: number
+  sessionMaxAge: number
+  refreshReuseGrace: number
+  /** A password or email change needs a password login at most this many seconds ago. */
+  reauthWindow: number
+  /** RATE_LIMITS=off disables the per-IP limits and the lockout (benchmarks, load tests). */
+  rateLimits: boolean
+  signupIpLimit: RateLimit
+  loginIpLimit: RateLimit
+  refreshIpLimit: RateLimit
+  lockout: { threshold: number, baseSeconds: number, maxSeconds: number }
+  /** Where the limit and lockout counters live; in process memory when unset. */
+  redisUrl: string | undefined
+  /** Password hashes allowed to wait for a free hashing slot before requests get a fast 503. */
+  hashQueueLimit: number
+}
+
+export interface RateLimit {
+  max: number
+  /** Window length, seconds. */
+  window: number
 }
 
 export class ConfigError extends Error {
@@ -77,6 +99,14 @@ export function parseDuration (env: Env, name: string, fallback: number): number
   return seconds
 }
 
+/** A limit written count/window, e.g. "30/5m" (30 requests per 5 minutes). */
+export function parseRateLimit (env: Env, name: string, fallback: string): RateLimit {
+  const raw = env[name]?.trim() || fallback
+  const match = /^(\d+)\s*\/\s*(\d+\s*[smhd]?)$/.exec(raw)
+  if (!match || Number(match[1]) < 1) throw new ConfigError(name, `must look like 30/5m (requests per window), got "${raw}"`)
+  return { max: Number(match[1]), window: parseDuration({ [name]: match[2] }, name, 1) }
+}
+
 /**
  * Accepts the URL forms SQLAlchemy users already have:
  * sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:, postgres://, postgresql://
@@ -110,6 +140,13 @@ export function parseDatabaseUrl (url: string, cwd: string): DatabaseConfig {
   throw new ConfigError('DATABASE_URL', `must start with sqlite:/// or postgresql://, got "${trimmed.split(':')[0]}:"`)
 }
 
+function redisUrl (env: Env): string | undefined {
+  const raw = env.REDIS_URL?.trim()
+  if (!raw) return undefined
+  if (!/^rediss?:\/\//.test(raw)) throw new ConfigError('REDIS_URL', `must start with redis:// or rediss://, got "${raw.split(':')[0]}:"`)
+  return raw
+}
+
 /** Validates the environment into a Config. Pure: the server passes process.env, tests pass an object. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const dataDir = resolve(cwd, env.DATA_DIR?.trim() || 'data')
@@ -139,7 +176,22 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     bodyLimit: integer(env, 'BODY_LIMIT', 16 * 1024, 1024, 10 * 1024 * 1024),
     hashConcurrency: integer(env, 'HASH_CONCURRENCY', availableParallelism(), 1, 1024),
     trustProxy: boolean(env, 'TRUST_PROXY', false),
-    docs: boolean(env, 'DOCS', true)
+    docs: boolean(env, 'DOCS', true),
+    refreshTokenTtl: parseDuration(env, 'REFRESH_TOKEN_TTL', 30 * 86400),
+    sessionMaxAge: parseDuration(env, 'SESSION_MAX_AGE', 90 * 86400),
+    refreshReuseGrace: parseDuration(env, 'REFRESH_REUSE_GRACE', 10),
+    reauthWindow: parseDuration(env, 'REAUTH_WINDOW', 15 * 60),
+    rateLimits: boolean(env, 'RATE_LIMITS', true),
+    signupIpLimit: parseRateLimit(env, 'SIGNUP_IP_LIMIT', '30/5m'),
+    loginIpLimit: parseRateLimit(env, 'LOGIN_IP_LIMIT', '100/5m'),
+    refreshIpLimit: parseRateLimit(env, 'REFRESH_IP_LIMIT', '150/5m'),
+    lockout: {
+      threshold: integer(env, 'LOCKOUT_THRESHOLD', 5, 1, 1000),
+      baseSeconds: parseDuration(env, 'LOCKOUT_DURATION', 60),
+      maxSeconds: parseDuration(env, 'LOCKOUT_MAX_DURATION', 15 * 60)
+    },
+    redisUrl: redisUrl(env),
+    hashQueueLimit: integer(env, 'HASH_QUEUE_LIMIT', 256, 0, 100000)
   }
 }
 

@@ -101,6 +101,10 @@ export async function buildTestApp (t: TestContext | { after: (fn: () => Promise
     JWT_SECRET: TEST_JWT_SECRET,
     DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
+    // Limits stay on (as in production) but roomy enough for a suite's signups from one address;
+    // the limits suite sets its own.
+    SIGNUP_IP_LIMIT: '1000/5m',
+    LOGIN_IP_LIMIT: '1000/5m',
     ...options.env
   })
   const app = await buildApp(config, options.overrides)
@@ -121,7 +125,7 @@ let counter = 0
 export function newUserData (prefix = 'user') {
   counter++
   const tag = `${prefix}${counter}${randomBytes(3).toString('hex')}`
-  return { username: tag, email: `${tag}@example.com`, password: `pw-${tag}-Secret!` }
+  return { username: tag, email: `${tag}@example.com`, password: `pw-${randomBytes(6).toString('hex')}-Secret!` }
 }
 
 export async function signup (app: FastifyInstance, body = newUserData()): Promise<{ id: number, username: string, email: string, password: string }> {

@@ -1,32 +1,82 @@
 import { randomBytes } from 'node:crypto'
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { errors } from '../errors.js'
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { recordAuditEvent } from '../audit/audit.queries.js'
+import { AppError, errors } from '../errors.js'
 import { normalizeEmail } from '../users/identity.js'
 import { findUserForLogin, updateUser } from '../users/users.queries.js'
 import { errorResponses, Token, UserLogin } from '../users/users.schemas.js'
-import { insertSession } from './sessions.queries.js'
+import { hashRefreshToken, newRefreshToken, nextRefreshToken } from './refresh-tokens.js'
+import { findRefreshToken, insertRefreshToken, insertSession, markRefreshTokenUsed, revokeSession, revokeUserSessions, touchSession } from './sessions.queries.js'
 
-const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
+const TokenPair = Type.Object({
+  ...Token.properties,
+  refresh_token: Type.String({ description: 'Exchange at POST /users/refresh for a new pair; single use' })
+}, { title: 'TokenPair' })
+
+const RefreshRequest = Type.Object({
+  refresh_token: Type.String({ minLength: 1, maxLength: 128 })
+}, { additionalProperties: false, title: 'RefreshRequest' })
+
+const LogoutRequest = Type.Object({
+  all: Type.Optional(Type.Boolean({ description: 'End every session of the account, not only this one' }))
+}, { additionalProperties: false, title: 'LogoutRequest' })
+
+const invalidRefreshToken = () => new AppError(401, 'Invalid or expired refresh token', { 'www-authenticate': 'Bearer error="invalid_token"' })
+
+const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app, { refreshKey }) => {
+  const { config } = app
+  const iso = (ms: number) => new Date(ms).toISOString()
+  /** Sliding expiry, never past the session's absolute lifetime. */
+  const sessionExpiry = (createdAt: string, now: number) =>
+    iso(Math.min(now + config.refreshTokenTtl * 1000, Date.parse(createdAt) + config.sessionMaxAge * 1000))
+  const tokenPair = (userId: number, sessionId: string, refreshToken: string, issuedAt: number) => ({
+    access_token: app.tokens.sign(userId, sessionId, issuedAt),
+    token_type: 'bearer' as const,
+    expires_in: Math.max(0, Math.floor(issuedAt / 1000) + config.accessTokenTtl - Math.floor(app.now() / 1000)),
+    refresh_token: refreshToken
+  })
+
   app.post('/users/login', {
+    config: { rateLimit: app.ipLimit(config.loginIpLimit) },
     schema: {
       tags: ['auth'],
       operationId: 'login',
-      summary: 'Log in with email and password; returns a Bearer access token',
+      summary: 'Log in with email and password; returns a Bearer access token and a refresh token',
       body: UserLogin,
-      response: { 200: Token, ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password' }) }
+      response: {
+        200: TokenPair,
+        ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password', 429: 'Too many attempts (per address or per account); see Retry-After', 503: 'Too many logins in progress; retry shortly' })
+      }
     }
   }, async (request) => {
     const { email, password } = request.body
-    const user = await findUserForLogin(app.db.kysely, normalizeEmail(email))
+    const emailNormalized = normalizeEmail(email)
+    const retryAfter = await app.lockout.retryAfter(emailNormalized)
+    if (retryAfter > 0) {
+      // Same answer whether or not the account exists.
+      throw new AppError(429, `Too many failed logins for this account; try again in ${retryAfter} seconds`, { 'retry-after': String(retryAfter) })
+    }
+
+    const user = await findUserForLogin(app.db.kysely, emailNormalized)
+    let check = { ok: false, needsRehash: false }
     if (user === undefined) {
       // Same work as a real check, so response time does not reveal whether the email exists.
       await app.passwords.verifyDummy(password)
+    } else {
+      check = await app.passwords.verify(user.hashed_password, password)
+    }
+    const now = app.now()
+    if (user === undefined || !check.ok) {
+      const failure = await app.lockout.failure(emailNormalized)
+      await recordAuditEvent(app.db.kysely, request, { type: 'login', outcome: 'failure', userId: user?.id, detail: { reason: 'invalid_credentials' } }, iso(now))
+      if (failure.locked) {
+        await recordAuditEvent(app.db.kysely, request, { type: 'lockout', outcome: 'success', userId: user?.id, detail: { until: iso(failure.lockedUntil) } }, iso(now))
+        request.log.warn({ userId: user?.id }, 'account locked after repeated failed logins')
+      }
       throw errors.invalidCredentials()
     }
-    const check = await app.passwords.verify(user.hashed_password, password)
-    if (!check.ok) throw errors.invalidCredentials()
+    await app.lockout.success(emailNormalized)
 
-    const now = new Date(app.now()).toISOString()
     if (check.needsRehash) {
       // Legacy bcrypt (or outdated argon2 parameters): replace with a fresh argon2id hash now
       // that we hold the plaintext. A failure here must not fail the login.
@@ -39,19 +89,91 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
 
     const sessionId = randomBytes(18).toString('base64url')
-    const ttl = app.config.accessTokenTtl
-    await insertSession(app.db.kysely, {
-      id: sessionId,
-      user_id: user.id,
-      created_at: now,
-      authenticated_at: now,
-      last_used_at: now,
-      expires_at: new Date(app.now() + ttl * 1000).toISOString(),
-      user_agent: request.headers['user-agent']?.slice(0, 512) ?? null,
-      ip: request.ip
+    const refreshToken = newRefreshToken()
+    await app.db.kysely.transaction().execute(async (trx) => {
+      await insertSession(trx, {
+        id: sessionId,
+        user_id: user.id,
+        created_at: iso(now),
+        authenticated_at: iso(now),
+        last_used_at: iso(now),
+        expires_at: sessionExpiry(iso(now), now),
+        user_agent: request.headers['user-agent']?.slice(0, 512) ?? null,
+        ip: request.ip
+      })
+      await insertRefreshToken(trx, hashRefreshToken(refreshToken), sessionId, iso(now))
+      await recordAuditEvent(trx, request, { type: 'login', outcome: 'success', userId: user.id, actorId: user.id, detail: { session_id: sessionId } }, iso(now))
     })
     request.log.info({ userId: user.id }, 'user logged in')
-    return { access_token: app.tokens.sign(user.id, sessionId), token_type: 'bearer' as const, expires_in: ttl }
+    return tokenPair(user.id, sessionId, refreshToken, now)
+  })
+
+  app.post('/users/refresh', {
+    config: { rateLimit: app.ipLimit(config.refreshIpLimit) },
+    schema: {
+      tags: ['auth'],
+      operationId: 'refreshToken',
+      summary: 'Exchange a refresh token for a new access token and refresh token (rotation)',
+      description: 'Each refresh token works once. Presenting a used one again after the grace window ' +
+        '(REFRESH_REUSE_GRACE) is treated as theft and ends the session.',
+      body: RefreshRequest,
+      response: { 200: TokenPair, ...errorResponses({ 400: 'Invalid data', 401: 'Invalid, expired, revoked or reused refresh token', 429: 'Too many requests from your address' }) }
+    }
+  }, async (request) => {
+    const presented = request.body.refresh_token
+    const presentedHash = hashRefreshToken(presented)
+    const now = app.now()
+    const next = nextRefreshToken(refreshKey, presented)
+
+    const outcome = await app.db.kysely.transaction().execute(async (trx) => {
+      const row = await findRefreshToken(trx, presentedHash)
+      if (row === undefined || row.revoked_at !== null || Date.parse(row.expires_at) <= now) return { kind: 'invalid' as const }
+      if (row.used_at === null && await markRefreshTokenUsed(trx, presentedHash, iso(now))) {
+        await insertRefreshToken(trx, hashRefreshToken(next), row.session_id, iso(now))
+        await touchSession(trx, row.session_id, iso(now), sessionExpiry(row.created_at, now))
+        await recordAuditEvent(trx, request, { type: 'refresh', outcome: 'success', userId: row.user_id, actorId: row.user_id, detail: { session_id: row.session_id } }, iso(now))
+        return { kind: 'rotated' as const, row, issuedAt: now }
+      }
+      // Already used: by a concurrent request of the same client (grace) or by a thief.
+      const usedAt = row.used_at !== null ? Date.parse(row.used_at) : now
+      if (now - usedAt <= config.refreshReuseGrace * 1000) return { kind: 'rotated' as const, row, issuedAt: usedAt }
+      await revokeSession(trx, row.user_id, row.session_id, iso(now))
+      await recordAuditEvent(trx, request, { type: 'refresh_reuse_detected', outcome: 'failure', userId: row.user_id, detail: { session_id: row.session_id } }, iso(now))
+      return { kind: 'reused' as const, row }
+    })
+
+    if (outcome.kind === 'invalid') throw invalidRefreshToken()
+    if (outcome.kind === 'reused') {
+      request.log.warn({ userId: outcome.row.user_id }, 'refresh token reuse detected: session revoked')
+      throw new AppError(401, 'Refresh token was already used; the session has been ended. Log in again', { 'www-authenticate': 'Bearer error="invalid_token"' })
+    }
+    return tokenPair(outcome.row.user_id, outcome.row.session_id, next, outcome.issuedAt)
+  })
+
+  app.post('/users/logout', {
+    onRequest: app.authenticate,
+    // The body is optional: a bare POST (no body) logs out this session.
+    preValidation: async (request) => {
+      request.body ??= {}
+    },
+    schema: {
+      tags: ['auth'],
+      operationId: 'logout',
+      summary: 'End this session (its tokens stop working at once), or every session with {"all": true}',
+      security: [{ bearerAuth: [] }],
+      body: LogoutRequest,
+      response: { 204: { type: 'null', description: 'Logged out' }, ...errorResponses({ 401: 'Missing or invalid token' }) }
+    }
+  }, async (request, reply) => {
+    const { user } = request
+    const all = request.body?.all === true
+    const now = iso(app.now())
+    await app.db.kysely.transaction().execute(async (trx) => {
+      if (all) await revokeUserSessions(trx, user.id, now)
+      else await revokeSession(trx, user.id, user.session_id, now)
+      await recordAuditEvent(trx, request, { type: 'logout', outcome: 'success', userId: user.id, actorId: user.id, detail: { all } }, now)
+    })
+    return reply.code(204).send()
   })
 }
 

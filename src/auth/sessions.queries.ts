@@ -45,3 +45,52 @@ export async function revokeUserSessions (db: DbOrTrx, userId: number, now: stri
   const result = await query.executeTakeFirst()
   return Number(result.numUpdatedRows)
 }
+
+/** Revokes one session of the user; false when it is not theirs or already revoked. */
+export async function revokeSession (db: DbOrTrx, userId: number, sessionId: string, now: string): Promise<boolean> {
+  const result = await db.updateTable('sessions').set({ revoked_at: now })
+    .where('id', '=', sessionId)
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst()
+  return result.numUpdatedRows > 0n
+}
+
+export function listLiveSessions (db: DbOrTrx, userId: number, now: string) {
+  return db.selectFrom('sessions')
+    .select(['id', 'created_at', 'last_used_at', 'authenticated_at', 'expires_at', 'user_agent', 'ip'])
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .where('expires_at', '>', now)
+    .orderBy('created_at', 'desc')
+    .execute()
+}
+
+export async function insertRefreshToken (db: DbOrTrx, tokenHash: string, sessionId: string, now: string): Promise<void> {
+  await db.insertInto('refresh_tokens').values({ token_hash: tokenHash, session_id: sessionId, issued_at: now, used_at: null }).execute()
+}
+
+/** The refresh token's row with its session. */
+export function findRefreshToken (db: DbOrTrx, tokenHash: string) {
+  return db.selectFrom('refresh_tokens')
+    .innerJoin('sessions', 'sessions.id', 'refresh_tokens.session_id')
+    .select([
+      'refresh_tokens.used_at', 'sessions.id as session_id', 'sessions.user_id', 'sessions.created_at',
+      'sessions.expires_at', 'sessions.revoked_at'
+    ])
+    .where('refresh_tokens.token_hash', '=', tokenHash)
+    .executeTakeFirst()
+}
+
+/** Marks the token used; false when another request already did (it lost the race). */
+export async function markRefreshTokenUsed (db: DbOrTrx, tokenHash: string, now: string): Promise<boolean> {
+  const result = await db.updateTable('refresh_tokens').set({ used_at: now })
+    .where('token_hash', '=', tokenHash)
+    .where('used_at', 'is', null)
+    .executeTakeFirst()
+  return result.numUpdatedRows > 0n
+}
+
+export async function touchSession (db: DbOrTrx, sessionId: string, now: string, expiresAt: string): Promise<void> {
+  await db.updateTable('sessions').set({ last_used_at: now, expires_at: expiresAt }).where('id', '=', sessionId).execute()
+}

@@ -20,8 +20,11 @@ export interface TokenOptions {
 }
 
 export interface Tokens {
-  /** Signs an access token for the user's session; returns the JWT. */
-  sign: (userId: number, sessionId: string) => string
+  /**
+   * Signs an access token for the user's session. Deterministic for a given issue time, which
+   * lets a refresh retried within the grace window get back exactly the token it was issued.
+   */
+  sign: (userId: number, sessionId: string, issuedAtMs?: number) => string
   /** Verifies signature (HS256 only), issuer, audience and expiry; throws a 401 AppError otherwise. */
   verify: (token: string) => { userId: number, sessionId: string, claims: AccessClaims }
 }
@@ -47,7 +50,7 @@ export function createTokens (options: TokenOptions): Tokens {
   })
 
   return {
-    sign: (userId, sessionId) => signer({ sub: String(userId), sid: sessionId, iat: Math.floor(options.now() / 1000) }),
+    sign: (userId, sessionId, issuedAtMs = options.now()) => signer({ sub: String(userId), sid: sessionId, iat: Math.floor(issuedAtMs / 1000) }),
     verify: (token) => {
       let claims: AccessClaims
       try {

@@ -36,9 +36,38 @@ export interface SessionTable {
   ip: string | null
 }
 
+export interface RefreshTokenTable {
+  /** SHA-256 of the token, base64url. */
+  token_hash: string
+  session_id: string
+  issued_at: string
+  /** Set when the token was exchanged for the next one. */
+  used_at: string | null
+}
+
+export type AuditOutcome = 'success' | 'failure'
+
+export interface AuditEventTable {
+  id: Generated<number>
+  created_at: string
+  type: string
+  outcome: AuditOutcome
+  /** The account the event is about. */
+  user_id: number | null
+  /** Who acted (differs from user_id when an admin acts on someone else). */
+  actor_id: number | null
+  ip: string | null
+  user_agent: string | null
+  request_id: string | null
+  /** Small JSON object; never a password, token or hash. */
+  detail: string | null
+}
+
 export interface Database {
   users: UserTable
   sessions: SessionTable
+  refresh_tokens: RefreshTokenTable
+  audit_events: AuditEventTable
 }
 
 export type UserRow = Selectable<UserTable>

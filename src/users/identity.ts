@@ -1,5 +1,13 @@
 // Identity rules for usernames, emails and new passwords. Pure functions; the routes call them
 // after the schema has checked types and lengths.
+import { dictionary } from '@zxcvbn-ts/language-common'
+
+// The ~49,000 most common passwords from breach corpora, as packaged by zxcvbn-ts.
+const COMMON_PASSWORDS = new Set(dictionary['passwords-common'] as string[])
+
+// Shorter names would forbid half the alphabet ("a" in every password); 3 is where a name
+// becomes something a guesser would try.
+const MIN_IDENTITY_PART = 3
 
 // Control characters, zero-width characters and bidi overrides/isolates: invisible or
 // reordering characters make two different usernames look the same.
@@ -41,6 +49,17 @@ export function passwordProblem (password: string, policy: PasswordPolicy, ident
   const lowered = password.toLowerCase()
   if (lowered === identity.username.toLowerCase() || lowered === identity.email.toLowerCase()) {
     return 'password: must not be the same as your username or email'
+  }
+  const username = identity.username.normalize('NFKC').toLowerCase()
+  if (username.length >= MIN_IDENTITY_PART && lowered.normalize('NFKC').includes(username)) {
+    return 'password: must not contain your username'
+  }
+  const localPart = identity.email.toLowerCase().split('@')[0] ?? ''
+  if (localPart.length >= MIN_IDENTITY_PART && lowered.includes(localPart)) {
+    return 'password: must not contain the part of your email before the @'
+  }
+  if (COMMON_PASSWORDS.has(lowered)) {
+    return 'password: is one of the most commonly used passwords; choose a less guessable one'
   }
   return undefined
 }

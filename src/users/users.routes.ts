@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { recordAuditEvent, type AuditEvent } from '../audit/audit.queries.js'
 import { revokeUserSessions, type AuthenticatedUser } from '../auth/sessions.queries.js'
 import { errors } from '../errors.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, usernameProblem } from './identity.js'
@@ -28,12 +29,13 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const policy = { minLength: app.config.passwordMinLength, maxLength: app.config.passwordMaxLength }
 
   app.post('/users/signup', {
+    config: { rateLimit: app.ipLimit(app.config.signupIpLimit) },
     schema: {
       tags: ['users'],
       operationId: 'signup',
       summary: 'Create an account',
       body: UserCreate,
-      response: { 201: SignupResponse, ...errorResponses({ 400: 'Invalid data, or username or email already registered' }) }
+      response: { 201: SignupResponse, ...errorResponses({ 400: 'Invalid data, or username or email already registered', 429: 'Too many signups from your address', 503: 'Too many signups in progress; retry shortly' }) }
     }
   }, async (request, reply) => {
     const { username, email, password } = request.body
@@ -56,6 +58,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       created_at: now,
       updated_at: now
     })
+    await recordAuditEvent(app.db.kysely, request, { type: 'signup', outcome: 'success', userId, actorId: userId }, now)
     request.log.info({ userId }, 'user signed up')
     return reply.code(201).send({ message: 'User created successfully', user_id: userId })
   })
@@ -78,11 +81,12 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['users'],
       operationId: 'updateUser',
       summary: 'Change username, email or password',
-      description: 'Changing the password signs out every other session of the account.',
+      description: 'Changing the password signs out every other session of the account. Changing the ' +
+        'password or email needs a password login within REAUTH_WINDOW (15 minutes by default).',
       ...authenticated,
       params: UserIdParams,
       body: UserUpdate,
-      response: { 200: UserPublic, ...errorResponses({ 400: 'Invalid data, or username or email taken', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)' }) }
+      response: { 200: UserPublic, ...errorResponses({ 400: 'Invalid data, or username or email taken', 401: 'Missing or invalid token', 403: 'Not your account, or a recent login is required', 404: 'User not found (admins only)' }) }
     }
   }, async (request) => {
     const { user } = request
@@ -90,6 +94,12 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { username, email, password } = request.body
     if (username === undefined && email === undefined && password === undefined) {
       throw errors.badRequest('Provide at least one of username, email, password')
+    }
+    // Sensitive changes need a recent password check; a stolen access or refresh token alone
+    // must not be enough to take the account over (refreshing does not renew it).
+    if ((password !== undefined || email !== undefined) &&
+        app.now() - Date.parse(user.authenticated_at) > app.config.reauthWindow * 1000) {
+      throw errors.forbidden('Recent login required: log in again to change your password or email')
     }
     const changes: UserChanges = {}
     if (username !== undefined) {
@@ -115,8 +125,14 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // New hash and revocation of the other sessions commit together or not at all.
     const updated = await app.db.kysely.transaction().execute(async (trx) => {
       const row = await updateUser(trx, target.id, changes)
-      if (row !== undefined && password !== undefined) {
-        await revokeUserSessions(trx, target.id, now, target.id === user.id ? user.session_id : undefined)
+      if (row === undefined) return row
+      const event = { outcome: 'success', userId: target.id, actorId: user.id } as const
+      if (password !== undefined) {
+        const revoked = await revokeUserSessions(trx, target.id, now, target.id === user.id ? user.session_id : undefined)
+        await recordAuditEvent(trx, request, { ...event, type: 'password_change', detail: { sessions_revoked: revoked } }, now)
+      }
+      if (email !== undefined && changes.email_normalized !== normalizeEmail(target.email)) {
+        await recordAuditEvent(trx, request, { ...event, type: 'email_change' } satisfies AuditEvent, now)
       }
       return row
     })
@@ -138,7 +154,13 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const targetId = request.params.user_id
     assertCanActOn(request.user, targetId)
-    if (!await deleteUser(app.db.kysely, targetId)) throw errors.userNotFound()
+    const now = new Date(app.now()).toISOString()
+    const deleted = await app.db.kysely.transaction().execute(async (trx) => {
+      if (!await deleteUser(trx, targetId)) return false
+      await recordAuditEvent(trx, request, { type: 'user_deleted', outcome: 'success', userId: targetId, actorId: request.user.id }, now)
+      return true
+    })
+    if (!deleted) throw errors.userNotFound()
     request.log.info({ userId: targetId }, 'user deleted')
     return reply.code(204).send()
   })

@@ -1,0 +1,108 @@
+import rateLimit from '@fastify/rate-limit'
+import fp from 'fastify-plugin'
+import { Redis } from 'ioredis'
+import { createMemoryLockoutStore, createRedisLockoutStore, lockoutKey, type FailureResult, type LockoutStore } from '../auth/lockout.js'
+import type { RateLimit } from '../config.js'
+import { AppError } from '../errors.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    lockout: Lockout
+    /** Route config for a per-IP limit; undefined (no limit) when RATE_LIMITS=off. */
+    ipLimit: (limit: RateLimit) => { max: number, timeWindow: number } | undefined
+  }
+}
+
+export interface Lockout {
+  /** Seconds until logins for this email are allowed again; 0 when they are. */
+  retryAfter: (emailNormalized: string) => Promise<number>
+  failure: (emailNormalized: string) => Promise<FailureResult>
+  success: (emailNormalized: string) => Promise<void>
+}
+
+const OFF: Lockout = {
+  retryAfter: async () => 0,
+  failure: async () => ({ lockedUntil: 0, locked: false }),
+  success: async () => {}
+}
+
+/** How long start-up waits for Redis before going on without it (limits fail open). */
+const REDIS_READY_TIMEOUT_MS = 3000
+
+/**
+ * Per-IP limits (@fastify/rate-limit) and the per-account lockout, in process memory or, with
+ * REDIS_URL, in Redis so that several instances share them. If Redis is unreachable, requests
+ * are let through (fail open) and the outage is logged as an error: an unavailable counter store
+ * must not lock every user out. Service recovers by itself when Redis returns.
+ */
+export default fp(async (app) => {
+  const { config } = app
+  let redis: Redis | undefined
+  if (config.rateLimits && config.redisUrl) {
+    redis = new Redis(config.redisUrl, {
+      // Fail fast instead of queueing commands while disconnected: a limit check must never hang.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: 500,
+      connectTimeout: 2000,
+      retryStrategy: (attempt) => Math.min(attempt * 250, 2000)
+    })
+    let down = false
+    redis.on('error', (error) => {
+      if (!down) app.log.error({ err: error }, 'Redis unavailable: rate limits and lockout are NOT enforced until it returns')
+      down = true
+    })
+    redis.on('ready', () => {
+      if (down) app.log.warn('Redis reachable again: rate limits and lockout enforced')
+      down = false
+    })
+    const ready = await Promise.race([
+      new Promise<boolean>((resolve) => redis!.once('ready', () => resolve(true))),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), REDIS_READY_TIMEOUT_MS).unref())
+    ])
+    if (!ready) app.log.error('Redis not reachable at start; continuing without shared limits until it is')
+    app.addHook('onClose', async () => {
+      redis!.disconnect()
+    })
+  }
+
+  if (!config.rateLimits) {
+    app.log.warn('RATE_LIMITS=off: per-IP limits and account lockout are disabled (benchmarks and load tests only)')
+    app.decorate('lockout', OFF)
+    app.decorate('ipLimit', () => undefined)
+    return
+  }
+
+  await app.register(rateLimit, {
+    global: false,
+    redis,
+    nameSpace: 'uma:ip:',
+    skipOnError: true,
+    keyGenerator: (request) => request.ip,
+    errorResponseBuilder: (_request, context) => new AppError(429,
+      `Too many requests from your address; retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} seconds`,
+      { 'retry-after': String(Math.max(1, Math.ceil(context.ttl / 1000))) })
+  })
+  app.decorate('ipLimit', (limit: RateLimit) => ({ max: limit.max, timeWindow: limit.window * 1000 }))
+
+  const store: LockoutStore = redis
+    ? createRedisLockoutStore(redis, config.lockout)
+    : createMemoryLockoutStore(config.lockout)
+  const failOpen = async <T>(operation: () => Promise<T>, fallback: T): Promise<T> => {
+    try {
+      return await operation()
+    } catch (error) {
+      app.log.error({ err: error }, 'lockout store unavailable: failing open')
+      return fallback
+    }
+  }
+  app.decorate('lockout', {
+    retryAfter: async (email: string) => {
+      const now = app.now()
+      const until = await failOpen(() => store.lockedUntil(lockoutKey(email), now), 0)
+      return until > now ? Math.ceil((until - now) / 1000) : 0
+    },
+    failure: (email: string) => failOpen(() => store.registerFailure(lockoutKey(email), app.now()), { lockedUntil: 0, locked: false }),
+    success: (email: string) => failOpen(() => store.reset(lockoutKey(email)), undefined)
+  })
+}, { name: 'limits', dependencies: ['auth'] })
