@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely'
-import type { Database, Role, SessionTable } from '../db/database.js'
+import type { Database, Db, Role, SessionTable } from '../db/database.js'
 
 type DbOrTrx = Kysely<Database>
 
@@ -22,7 +22,7 @@ export async function insertSession (db: DbOrTrx, session: Omit<SessionTable, 'r
  * The per-request check, one indexed query: the session named by the token is live, belongs to
  * the token's subject, and the user still exists (loaded in the same query).
  */
-export function findLiveSessionUser (db: DbOrTrx, sessionId: string, userId: number, now: string): Promise<AuthenticatedUser | undefined> {
+function liveSessionUserQuery (db: DbOrTrx, sessionId: string, userId: number, now: string) {
   return db.selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
     .select([
@@ -33,7 +33,26 @@ export function findLiveSessionUser (db: DbOrTrx, sessionId: string, userId: num
     .where('sessions.user_id', '=', userId)
     .where('sessions.revoked_at', 'is', null)
     .where('sessions.expires_at', '>', now)
-    .executeTakeFirst()
+}
+
+export type SessionUserLookup = (sessionId: string, userId: number, now: string) => Promise<AuthenticatedUser | undefined>
+
+/**
+ * The session check for the hot path: Kysely compiles the SQL once; it runs as a
+ * prepared statement, on SQLite's read-only connection or as a named PostgreSQL statement.
+ * Call after migrations have run.
+ */
+export function createSessionUserLookup (db: Db): SessionUserLookup {
+  const { sql } = liveSessionUserQuery(db.kysely, '', 0, '').compile()
+  if (db.dialect === 'sqlite') {
+    const statement = db.sqliteReader!.prepare<[string, number, string], AuthenticatedUser>(sql)
+    return async (sessionId, userId, now) => statement.get(sessionId, userId, now)
+  }
+  const pool = db.pool!
+  return async (sessionId, userId, now) => {
+    const result = await pool.query<AuthenticatedUser>({ name: 'find_live_session_user', text: sql, values: [sessionId, userId, now] })
+    return result.rows[0]
+  }
 }
 
 /** Revokes every live session of the user except `keepSessionId` (if given). */

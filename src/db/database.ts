@@ -79,6 +79,12 @@ export interface Db {
   dialect: Dialect
   /** The raw better-sqlite3 handle (SQLite only), for pragmas and the WAL checkpoint on close. */
   sqlite?: SQLite.Database
+  /**
+   * A second, read-only SQLite connection for the per-request session check. It reads only
+   * committed data (WAL snapshot) and never waits behind Kysely's single-connection mutex.
+   * The main connection for ':memory:' databases.
+   */
+  sqliteReader?: SQLite.Database
   pool?: pg.Pool
   close: () => Promise<void>
 }
@@ -113,11 +119,16 @@ export function createDb (database: DatabaseConfig, options: CreateDbOptions = {
     sqlite.pragma('foreign_keys = ON')
     sqlite.pragma(`busy_timeout = ${timeoutMs}`)
     const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) })
+    const sqliteReader = database.location === ':memory:'
+      ? sqlite
+      : new SQLite(database.location, { readonly: true, timeout: timeoutMs })
     return {
       kysely,
       dialect: 'sqlite',
       sqlite,
+      sqliteReader,
       close: async () => {
+        if (sqliteReader !== sqlite) sqliteReader.close()
         if (sqlite.open && database.location !== ':memory:') sqlite.pragma('wal_checkpoint(TRUNCATE)')
         await kysely.destroy()
       }

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { findLiveSessionUser, type AuthenticatedUser } from '../auth/sessions.queries.js'
+import { createSessionUserLookup, type AuthenticatedUser } from '../auth/sessions.queries.js'
 import type { Passwords } from '../auth/passwords.js'
 import type { Tokens } from '../auth/tokens.js'
 import { errors } from '../errors.js'
@@ -32,6 +32,7 @@ export default fp<AuthPluginOptions>(async (app, { tokens, passwords, now }) => 
   app.decorate('passwords', passwords)
   app.decorate('now', now)
   app.decorateRequest('user', null as unknown as AuthenticatedUser)
+  const findLiveSessionUser = createSessionUserLookup(app.db)
 
   app.decorate('authenticate', async (request: FastifyRequest) => {
     const header = request.headers.authorization
@@ -39,7 +40,7 @@ export default fp<AuthPluginOptions>(async (app, { tokens, passwords, now }) => 
     const token = BEARER.exec(header)?.[1]
     if (token === undefined) throw errors.invalidToken()
     const { userId, sessionId } = tokens.verify(token)
-    const user = await findLiveSessionUser(app.db.kysely, sessionId, userId, new Date(now()).toISOString())
+    const user = await findLiveSessionUser(sessionId, userId, new Date(now()).toISOString())
     if (user === undefined) throw errors.invalidToken()
     request.user = user
   })
