@@ -61,7 +61,8 @@ export function createMemoryLockoutStore (policy: LockoutPolicy, maxKeys = 100_0
       const record = live(key, now) ?? { failures: 0, locks: 0, lockedUntil: 0, expiresAt: 0 }
       record.failures++
       let locked = false
-      if (record.failures >= policy.threshold) {
+      // Failures that raced past the check while a lock began do not start (and double) another.
+      if (record.failures >= policy.threshold && record.lockedUntil <= now) {
         record.locks++
         record.lockedUntil = now + lockDurationMs(policy, record.locks)
         locked = true
@@ -87,7 +88,7 @@ local base = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
 local locked = 0
 local lockedUntil = 0
-if failures >= threshold then
+if failures >= threshold and tonumber(redis.call('HGET', KEYS[1], 'lockedUntil') or '0') <= now then
   local locks = redis.call('HINCRBY', KEYS[1], 'locks', 1)
   local duration = math.min(base * (2 ^ (locks - 1)), cap)
   lockedUntil = now + duration

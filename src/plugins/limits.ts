@@ -78,7 +78,9 @@ export default fp(async (app) => {
     redis,
     nameSpace: 'uma:ip:',
     skipOnError: true,
-    keyGenerator: (request) => request.ip,
+    // The plugin's default key is request.ip (which TRUST_PROXY governs) with an IPv6 address
+    // reduced to its /64 and an IPv4-mapped one to its IPv4 form: one client cannot escape the
+    // limit by rotating through the addresses of its own IPv6 subnet.
     errorResponseBuilder: (_request, context) => new AppError(429,
       `Too many requests from your address; retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} seconds`,
       { 'retry-after': String(Math.max(1, Math.ceil(context.ttl / 1000))) })
