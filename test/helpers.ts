@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { TestContext } from 'node:test'
+import { after, before, type TestContext } from 'node:test'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
 import { buildApp, type AppOverrides } from '../src/app.js'
@@ -151,4 +151,24 @@ export async function createUser (app: FastifyInstance, options: { admin?: boole
 /** app.inject with a Bearer token. */
 export function authed (app: FastifyInstance, token: string, options: InjectOptions): Promise<LightMyRequestResponse> {
   return app.inject({ ...options, headers: { ...options.headers, authorization: `Bearer ${token}` } })
+}
+
+/**
+ * One app (and database) shared by the tests of a describe block, for suites whose tests each
+ * make their own users and so do not disturb one another: saves a database per test. Call in
+ * the describe body; the returned function gives the app inside tests.
+ */
+export function useSuiteApp (options: TestAppOptions): () => TestApp {
+  const cleanups: Array<() => Promise<void>> = []
+  let testApp: TestApp | undefined
+  before(async () => {
+    testApp = await buildTestApp({ after: (fn: () => Promise<void>) => { cleanups.push(fn) } }, options)
+  })
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup()
+  })
+  return () => {
+    if (testApp === undefined) throw new Error('useSuiteApp: the app is built in a before hook; use it inside tests')
+    return testApp
+  }
 }

@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it, type TestContext } from 'node:test'
+import { ConfigError, loadConfig, resolveJwtSecret } from '../src/config.js'
+
+const CWD = '/srv/app'
+const SECRET = 'a'.repeat(32)
+
+/** Asserts loadConfig refuses env with a ConfigError naming `variable` and not echoing `secret`. */
+function assertRefused (env: Record<string, string>, variable: string, secret?: string) {
+  assert.throws(() => loadConfig(env, CWD), (error: unknown) => {
+    assert.ok(error instanceof ConfigError, String(error))
+    assert.match(error.message, new RegExp(`\\b${variable}\\b`))
+    if (secret !== undefined) assert.ok(!error.message.includes(secret), 'the message must not echo the secret')
+    return true
+  })
+}
+
+function tempDir (t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'uma-config-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+describe('loadConfig', () => {
+  it('defaults to 127.0.0.1:8000 with a SQLite file under ./data and no JWT secret', () => {
+    const config = loadConfig({}, CWD)
+    assert.equal(config.host, '127.0.0.1')
+    assert.equal(config.port, 8000)
+    assert.equal(config.dataDir, '/srv/app/data')
+    assert.deepEqual(config.database, { dialect: 'sqlite', location: '/srv/app/data/users.db', display: 'sqlite:////srv/app/data/users.db' })
+    assert.equal(config.jwtSecret, undefined)
+    assert.equal(config.accessTokenTtl, 900)
+    assert.equal(config.passwordMinLength, 8)
+    assert.equal(config.passwordMaxLength, 256)
+    assert.equal(config.logLevel, 'info')
+    assert.equal(config.bodyLimit, 16 * 1024)
+  })
+
+  it('puts the default SQLite file under DATA_DIR', () => {
+    assert.equal(loadConfig({ DATA_DIR: '/var/lib/uma' }, CWD).database.location, '/var/lib/uma/users.db')
+    assert.equal(loadConfig({ DATA_DIR: 'state' }, CWD).database.location, '/srv/app/state/users.db')
+  })
+
+  it('reads HOST, PORT, ACCESS_TOKEN_TTL, PASSWORD_MIN_LENGTH and LOG_LEVEL', () => {
+    const config = loadConfig({ HOST: '0.0.0.0', PORT: '9000', ACCESS_TOKEN_TTL: '15m', PASSWORD_MIN_LENGTH: '12', LOG_LEVEL: 'DEBUG', JWT_SECRET: SECRET }, CWD)
+    assert.equal(config.host, '0.0.0.0')
+    assert.equal(config.port, 9000)
+    assert.equal(config.accessTokenTtl, 900)
+    assert.equal(config.passwordMinLength, 12)
+    assert.equal(config.logLevel, 'debug')
+    assert.equal(config.jwtSecret, SECRET)
+    assert.equal(loadConfig({ ACCESS_TOKEN_TTL: '600' }, CWD).accessTokenTtl, 600)
+  })
+
+  describe('DATABASE_URL', () => {
+    it('takes sqlite:///./users.db as relative to the working directory', () => {
+      assert.equal(loadConfig({ DATABASE_URL: 'sqlite:///./users.db' }, CWD).database.location, '/srv/app/users.db')
+      assert.equal(loadConfig({ DATABASE_URL: 'sqlite:///db/users.db' }, CWD).database.location, '/srv/app/db/users.db')
+      assert.equal(loadConfig({ DATABASE_URL: 'sqlite:///./users.db' }, '/elsewhere').database.location, '/elsewhere/users.db')
+    })
+
+    it('takes sqlite:////var/lib/app/users.db as absolute', () => {
+      const { database } = loadConfig({ DATABASE_URL: 'sqlite:////var/lib/app/users.db' }, CWD)
+      assert.equal(database.dialect, 'sqlite')
+      assert.equal(database.location, '/var/lib/app/users.db')
+    })
+
+    it('takes sqlite:///:memory:', () => {
+      assert.equal(loadConfig({ DATABASE_URL: 'sqlite:///:memory:' }, CWD).database.location, ':memory:')
+    })
+
+    it('takes postgresql:// and postgres:// (and a SQLAlchemy driver suffix) and masks the password for display', () => {
+      for (const url of ['postgresql://app:s3cret@db.internal:5432/users', 'postgres://app:s3cret@db.internal:5432/users', 'postgresql+psycopg2://app:s3cret@db.internal:5432/users']) {
+        const { database } = loadConfig({ DATABASE_URL: url }, CWD)
+        assert.equal(database.dialect, 'postgres', url)
+        const parsed = new URL(database.location)
+        assert.equal(parsed.hostname, 'db.internal', url)
+        assert.equal(parsed.port, '5432', url)
+        assert.equal(parsed.pathname, '/users', url)
+        assert.equal(parsed.username, 'app', url)
+        assert.equal(parsed.password, 's3cret', url)
+        assert.ok(!database.display.includes('s3cret'), url)
+      }
+    })
+
+    it('refuses other schemes and malformed SQLite URLs, naming DATABASE_URL', () => {
+      assertRefused({ DATABASE_URL: 'mysql://root:pw@localhost/users' }, 'DATABASE_URL', 'pw@')
+      assertRefused({ DATABASE_URL: 'sqlite://users.db' }, 'DATABASE_URL')
+      assertRefused({ DATABASE_URL: 'sqlite:///' }, 'DATABASE_URL')
+      assertRefused({ DATABASE_URL: 'users.db' }, 'DATABASE_URL')
+    })
+  })
+
+  describe('bad values fail at start with a message naming the variable', () => {
+    it('refuses a PORT that is not a port number', () => {
+      assertRefused({ PORT: 'abc' }, 'PORT')
+      assertRefused({ PORT: '70000' }, 'PORT')
+      assertRefused({ PORT: '-1' }, 'PORT')
+      assertRefused({ PORT: '80.5' }, 'PORT')
+    })
+
+    it('refuses a JWT_SECRET shorter than 32 bytes without echoing it', () => {
+      assertRefused({ JWT_SECRET: 'short-secret' }, 'JWT_SECRET', 'short-secret')
+      assertRefused({ JWT_SECRET: 'b'.repeat(31) }, 'JWT_SECRET', 'b'.repeat(31))
+    })
+
+    it('measures JWT_SECRET in bytes: 32 ASCII bytes or 16 two-byte characters are enough', () => {
+      assert.equal(loadConfig({ JWT_SECRET: SECRET }, CWD).jwtSecret, SECRET)
+      assert.equal(loadConfig({ JWT_SECRET: 'é'.repeat(16) }, CWD).jwtSecret, 'é'.repeat(16))
+    })
+
+    it('refuses an unknown LOG_LEVEL', () => {
+      assertRefused({ LOG_LEVEL: 'loud' }, 'LOG_LEVEL')
+    })
+
+    it('refuses malformed durations and limits', () => {
+      assertRefused({ ACCESS_TOKEN_TTL: 'soon' }, 'ACCESS_TOKEN_TTL')
+      assertRefused({ ACCESS_TOKEN_TTL: '0' }, 'ACCESS_TOKEN_TTL')
+      assertRefused({ PASSWORD_MIN_LENGTH: '0' }, 'PASSWORD_MIN_LENGTH')
+      assertRefused({ PASSWORD_MIN_LENGTH: '300' }, 'PASSWORD_MIN_LENGTH')
+    })
+  })
+})
+
+describe('resolveJwtSecret', () => {
+  it('creates a 256-bit secret in an owner-only file once and reuses it on the next call', (t) => {
+    const dataDir = join(tempDir(t), 'not-yet-created')
+    const config = loadConfig({ DATA_DIR: dataDir }, CWD)
+    const first = resolveJwtSecret(config)
+    assert.equal(first.source, 'created')
+    assert.equal(first.path, join(dataDir, 'jwt-secret'))
+    assert.ok(Buffer.from(first.secret, 'base64url').length >= 32)
+    assert.equal(statSync(first.path!).mode & 0o777, 0o600)
+    assert.equal(readFileSync(first.path!, 'utf8').trim(), first.secret)
+
+    const second = resolveJwtSecret(config)
+    assert.equal(second.source, 'file')
+    assert.equal(second.secret, first.secret)
+    assert.equal(statSync(first.path!).mode & 0o777, 0o600)
+  })
+
+  it('gives different secrets to different data directories', (t) => {
+    const a = resolveJwtSecret(loadConfig({ DATA_DIR: join(tempDir(t), 'a') }, CWD))
+    const b = resolveJwtSecret(loadConfig({ DATA_DIR: join(tempDir(t), 'b') }, CWD))
+    assert.notEqual(a.secret, b.secret)
+  })
+
+  it('uses JWT_SECRET when set and writes no file', (t) => {
+    const dataDir = tempDir(t)
+    const result = resolveJwtSecret(loadConfig({ DATA_DIR: dataDir, JWT_SECRET: SECRET }, CWD))
+    assert.deepEqual(result, { secret: SECRET, source: 'env' })
+    assert.equal(existsSync(join(dataDir, 'jwt-secret')), false)
+  })
+
+  it('refuses a secret file holding fewer than 32 bytes, naming JWT_SECRET', (t) => {
+    const dataDir = tempDir(t)
+    mkdirSync(dataDir, { recursive: true })
+    writeFileSync(join(dataDir, 'jwt-secret'), 'too-short\n', { mode: 0o600 })
+    assert.throws(() => resolveJwtSecret(loadConfig({ DATA_DIR: dataDir }, CWD)), /JWT_SECRET/)
+  })
+})
