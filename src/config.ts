@@ -51,6 +51,22 @@ export interface Config {
   redisUrl: string | undefined
   /** Password hashes allowed to wait for a free hashing slot before requests get a fast 503. */
   hashQueueLimit: number
+  /** SQLite busy timeout and PostgreSQL connect timeout, ms: how long a request waits for the database before a 503. */
+  dbTimeoutMs: number
+  /** Seconds in-flight requests get to finish after SIGTERM/SIGINT before their connections are cut. */
+  shutdownGrace: number
+  /** Seconds readiness reports 503 (while still serving) before the server stops accepting: lets a load balancer drain. */
+  shutdownDelay: number
+  /** Server timeouts, seconds: all request headers, the whole request (headers and body), an idle keep-alive connection, an idle socket. */
+  headersTimeout: number
+  requestTimeout: number
+  keepAliveTimeout: number
+  connectionTimeout: number
+  /** Processes serving the port (node:cluster); 1 = no cluster. */
+  workers: number
+  /** Serve GET /metrics (Prometheus); with metricsToken set, only to `Authorization: Bearer <token>`. */
+  metrics: boolean
+  metricsToken: string | undefined
 }
 
 export interface RateLimit {
@@ -89,13 +105,13 @@ function boolean (env: Env, name: string, fallback: boolean): boolean {
 }
 
 /** Duration in seconds from "900", "900s", "15m", "2h" or "30d". */
-export function parseDuration (env: Env, name: string, fallback: number): number {
+export function parseDuration (env: Env, name: string, fallback: number, min = 1): number {
   const raw = env[name]?.trim()
   if (raw === undefined || raw === '') return fallback
   const match = /^(\d+)\s*([smhd]?)$/.exec(raw)
   if (!match) throw new ConfigError(name, `must be a duration such as 900, 15m, 2h or 30d, got "${raw}"`)
   const seconds = Number(match[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd']
-  if (seconds < 1) throw new ConfigError(name, 'must be at least one second')
+  if (seconds < min) throw new ConfigError(name, min === 1 ? 'must be at least one second' : `must be at least ${min} seconds`)
   return seconds
 }
 
@@ -138,6 +154,35 @@ export function parseDatabaseUrl (url: string, cwd: string): DatabaseConfig {
     return { dialect: 'postgres', location, display: parsed.toString() }
   }
   throw new ConfigError('DATABASE_URL', `must start with sqlite:/// or postgresql://, got "${trimmed.split(':')[0]}:"`)
+}
+
+/** WORKERS: a number of processes, or "auto" for one per core. */
+function workers (env: Env): number {
+  if (env.WORKERS?.trim().toLowerCase() === 'auto') return availableParallelism()
+  return integer(env, 'WORKERS', 1, 1, 256)
+}
+
+function metricsToken (env: Env): string | undefined {
+  const raw = env.METRICS_TOKEN?.trim()
+  if (!raw) return undefined
+  if (raw.length < 16) throw new ConfigError('METRICS_TOKEN', 'must be at least 16 characters; generate one with: openssl rand -hex 24')
+  return raw
+}
+
+/** Node refuses a headers timeout longer than the request timeout; say so by name. */
+function serverTimeouts (env: Env) {
+  const headersTimeout = parseDuration(env, 'HEADERS_TIMEOUT', 10)
+  const requestTimeout = parseDuration(env, 'REQUEST_TIMEOUT', 30)
+  if (headersTimeout > requestTimeout) {
+    throw new ConfigError('HEADERS_TIMEOUT', `must not exceed REQUEST_TIMEOUT (${requestTimeout}s), got ${headersTimeout}s`)
+  }
+  return {
+    headersTimeout,
+    requestTimeout,
+    // Longer than the usual load-balancer idle timeout (60 s), so the balancer closes first.
+    keepAliveTimeout: parseDuration(env, 'KEEP_ALIVE_TIMEOUT', 72),
+    connectionTimeout: parseDuration(env, 'CONNECTION_TIMEOUT', 60)
+  }
 }
 
 function redisUrl (env: Env): string | undefined {
@@ -191,7 +236,14 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       maxSeconds: parseDuration(env, 'LOCKOUT_MAX_DURATION', 15 * 60)
     },
     redisUrl: redisUrl(env),
-    hashQueueLimit: integer(env, 'HASH_QUEUE_LIMIT', 256, 0, 100000)
+    hashQueueLimit: integer(env, 'HASH_QUEUE_LIMIT', 256, 0, 100000),
+    dbTimeoutMs: integer(env, 'DB_TIMEOUT_MS', 2000, 50, 600000),
+    shutdownGrace: parseDuration(env, 'SHUTDOWN_GRACE', 25),
+    shutdownDelay: parseDuration(env, 'SHUTDOWN_DELAY', 0, 0),
+    ...serverTimeouts(env),
+    workers: workers(env),
+    metrics: boolean(env, 'METRICS', true),
+    metricsToken: metricsToken(env)
   }
 }
 

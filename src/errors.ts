@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { classifyDbError } from './db/database.js'
 
 /** A domain error: its message is safe to show the client, as `{"detail": message}`. */
 export class AppError extends Error {
@@ -69,7 +70,17 @@ export function registerErrorHandler (app: FastifyInstance): void {
     if (error.validation) {
       return reply.code(400).send({ detail: describeValidation(error.validation, error.validationContext) })
     }
-    const known = error instanceof AppError ? error : frameworkError(error)
+    // PostgreSQL refuses a NUL character in text (SQLSTATE 22021) that SQLite would store: the
+    // client sent it (a login email, a path segment), so it is their error, not a 500.
+    if ((error as { code?: unknown }).code === '22021') {
+      return reply.code(400).send({ detail: 'Text must not contain the NUL (\\u0000) character' })
+    }
+    // Database outages and lock timeouts, whichever query met them, become one 503 here.
+    const dbError = classifyDbError(error)
+    if (dbError !== undefined) request.server.metrics?.dbErrors.inc({ kind: dbError })
+    const known = error instanceof AppError
+      ? error
+      : dbError === 'unavailable' ? errors.serviceUnavailable('Database unavailable, try again shortly') : frameworkError(error)
     if (known) {
       if (known.statusCode >= 500) request.log.warn({ err: error }, known.message)
       return reply.code(known.statusCode).headers(known.headers).send({ detail: known.message })

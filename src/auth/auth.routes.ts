@@ -53,6 +53,7 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
     const emailNormalized = normalizeEmail(email)
     const retryAfter = await app.lockout.retryAfter(emailNormalized)
     if (retryAfter > 0) {
+      app.metrics.loginAttempts.inc({ outcome: 'locked' })
       // Same answer whether or not the account exists.
       throw new AppError(429, `Too many failed logins for this account; try again in ${retryAfter} seconds`, { 'retry-after': String(retryAfter) })
     }
@@ -67,9 +68,11 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
     }
     const now = app.now()
     if (user === undefined || !check.ok) {
+      app.metrics.loginAttempts.inc({ outcome: 'failure' })
       const failure = await app.lockout.failure(emailNormalized)
       await recordAuditEvent(app.db.kysely, request, { type: 'login', outcome: 'failure', userId: user?.id, detail: { reason: 'invalid_credentials' } }, iso(now))
       if (failure.locked) {
+        app.metrics.lockouts.inc()
         await recordAuditEvent(app.db.kysely, request, { type: 'lockout', outcome: 'success', userId: user?.id, detail: { until: iso(failure.lockedUntil) } }, iso(now))
         request.log.warn({ userId: user?.id }, 'account locked after repeated failed logins')
       }
@@ -105,6 +108,7 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       await recordAuditEvent(trx, request, { type: 'login', outcome: 'success', userId: user.id, actorId: user.id, detail: { session_id: sessionId } }, iso(now))
     })
     request.log.info({ userId: user.id }, 'user logged in')
+    app.metrics.loginAttempts.inc({ outcome: 'success' })
     return tokenPair(user.id, sessionId, refreshToken, now)
   })
 
@@ -135,7 +139,10 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
         return { kind: 'rotated' as const, row, issuedAt: now }
       }
       // Already used: by a concurrent request of the same client (grace) or by a thief.
-      const usedAt = row.used_at !== null ? Date.parse(row.used_at) : now
+      // A request that lost the race read the row before the winner committed: re-read when the
+      // winner used it, so the retry gets the pair issued then (same iat), not a new access token.
+      const usedAtText = row.used_at ?? (await findRefreshToken(trx, presentedHash))?.used_at ?? null
+      const usedAt = usedAtText !== null ? Date.parse(usedAtText) : now
       if (now - usedAt <= config.refreshReuseGrace * 1000) return { kind: 'rotated' as const, row, issuedAt: usedAt }
       await revokeSession(trx, row.user_id, row.session_id, iso(now))
       await recordAuditEvent(trx, request, { type: 'refresh_reuse_detected', outcome: 'failure', userId: row.user_id, detail: { session_id: row.session_id } }, iso(now))

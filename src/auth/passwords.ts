@@ -60,11 +60,21 @@ export interface Passwords {
   pool: HashPool
 }
 
+/** Called with the seconds one hash or verification took (not counting the wait for a slot): metrics. */
+export type HashDurationObserver = (operation: 'hash' | 'verify', seconds: number) => void
+
 /** Password hashing bound to a HashPool: argon2id for new hashes, bcrypt still verified. */
-export async function createPasswords (concurrency: number, maxQueue?: number): Promise<Passwords> {
+export async function createPasswords (concurrency: number, maxQueue?: number, onDuration?: HashDurationObserver): Promise<Passwords> {
   const pool = new HashPool(concurrency, maxQueue)
-  const limited = async <T>(fn: () => Promise<T>): Promise<T> => {
-    const result = await pool.run(fn)
+  const limited = async <T>(fn: () => Promise<T>, operation: 'hash' | 'verify' = 'verify'): Promise<T> => {
+    const result = await pool.run(onDuration === undefined ? fn : async () => {
+      const started = performance.now()
+      try {
+        return await fn()
+      } finally {
+        onDuration(operation, (performance.now() - started) / 1000)
+      }
+    })
     if (result === undefined) throw errors.serviceUnavailable('Too many password checks in progress; retry shortly', 1)
     return result
   }
@@ -72,7 +82,7 @@ export async function createPasswords (concurrency: number, maxQueue?: number): 
 
   return {
     pool,
-    hash: (password) => limited(() => argon2Hash(password, ARGON2_OPTIONS)),
+    hash: (password) => limited(() => argon2Hash(password, ARGON2_OPTIONS), 'hash'),
     verify: (storedHash, password) => limited(async () => {
       if (BCRYPT_PREFIX.test(storedHash)) {
         // bcrypt only ever used the first 72 bytes; the bcrypt package does the same truncation

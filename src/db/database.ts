@@ -165,3 +165,33 @@ export function uniqueViolationTarget (error: unknown): string {
   const { message, constraint, detail } = error as { message?: string, constraint?: string, detail?: string }
   return [constraint, detail, message].filter(Boolean).join(' ')
 }
+
+// Errors that mean "the database cannot serve right now", not "this query is wrong": the
+// connection is refused, reset or timed out, the server is shutting down or full, or SQLite
+// stayed locked past its busy timeout. Clients get a 503 with Retry-After for these.
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
+// SQLSTATE class 08 (connection exception), 57P01-03 (admin shutdown, crash shutdown, cannot
+// connect now), 53300 (too many connections), 57014 (statement_timeout), 55P03 (lock timeout),
+// 40001/40P01 (serialization failure, deadlock: the transaction can simply be retried).
+const PG_UNAVAILABLE = /^(08...|57P0[123]|53300|57014|55P03|40001|40P01)$/
+const PG_CLIENT_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout|Connection ended unexpectedly/i
+const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED)/
+
+/**
+ * 'unavailable' for outages and lock timeouts (answer 503), 'query' for any other database error
+ * (a bug: answer 500), undefined when the error did not come from the database.
+ */
+export function classifyDbError (error: unknown, depth = 0): 'unavailable' | 'query' | undefined {
+  if (error === null || typeof error !== 'object' || depth > 3) return undefined
+  const { code, message } = error as { code?: unknown, message?: unknown }
+  if (typeof code === 'string') {
+    if (NETWORK_CODES.has(code) || PG_UNAVAILABLE.test(code) || SQLITE_UNAVAILABLE.test(code)) return 'unavailable'
+  }
+  if (typeof message === 'string' && PG_CLIENT_MESSAGES.test(message)) return 'unavailable'
+  // Node wraps the per-address failures of one connect in an AggregateError.
+  if (error instanceof AggregateError && error.errors.some((inner) => classifyDbError(inner, depth + 1) === 'unavailable')) return 'unavailable'
+  const cause = (error as { cause?: unknown }).cause
+  if (cause !== undefined && classifyDbError(cause, depth + 1) === 'unavailable') return 'unavailable'
+  if (error instanceof SQLite.SqliteError || error instanceof pg.DatabaseError) return 'query'
+  return undefined
+}

@@ -26,12 +26,42 @@ function createMigrator (db: Db): Migrator {
 
 /**
  * Brings the schema to the latest migration. Safe to run from several processes at once:
- * Kysely takes a lock (an advisory lock on PostgreSQL) around the run.
+ * Kysely takes an advisory lock on PostgreSQL; on SQLite see migrateSqlite.
  */
 export async function migrateToLatest (db: Db): Promise<MigrationResultSet> {
+  if (db.dialect === 'sqlite') return migrateSqlite(db)
   const result = await createMigrator(db).migrateToLatest()
   if (result.error) throw result.error
   return result
+}
+
+/**
+ * On SQLite Kysely neither locks across processes nor wraps migrations in a transaction, so
+ * two processes starting on a fresh file could both run 001 ("table users already exists") and
+ * a crash mid-run could leave half a schema. One BEGIN IMMEDIATE around the run fixes both: the
+ * second process waits for the write lock, then finds the migrations applied.
+ */
+async function migrateSqlite (db: Db): Promise<MigrationResultSet> {
+  const sqlite = db.sqlite!
+  for (let attempt = 1; ; attempt++) {
+    try {
+      sqlite.exec('BEGIN IMMEDIATE')
+      break
+    } catch (error) {
+      // Each attempt already waited the busy timeout; a long migration elsewhere may need more.
+      if (!String((error as { code?: unknown }).code).startsWith('SQLITE_BUSY') || attempt === 10) throw error
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  try {
+    const result = await createMigrator(db).migrateToLatest()
+    if (result.error) throw result.error
+    sqlite.exec('COMMIT')
+    return result
+  } catch (error) {
+    if (sqlite.inTransaction) sqlite.exec('ROLLBACK')
+    throw error
+  }
 }
 
 /** True when every known migration has been applied. */

@@ -48,17 +48,21 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (taken.username || taken.email) throw takenError(taken)
     const hashedPassword = await app.passwords.hash(password)
     const now = new Date(app.now()).toISOString()
-    const userId = await insertUser(app.db.kysely, {
-      username,
-      username_normalized: usernameNormalized,
-      email,
-      email_normalized: emailNormalized,
-      hashed_password: hashedPassword,
-      role: 'user',
-      created_at: now,
-      updated_at: now
+    // The account and its signup event commit together: a crash never leaves one without the other.
+    const userId = await app.db.kysely.transaction().execute(async (trx) => {
+      const id = await insertUser(trx, {
+        username,
+        username_normalized: usernameNormalized,
+        email,
+        email_normalized: emailNormalized,
+        hashed_password: hashedPassword,
+        role: 'user',
+        created_at: now,
+        updated_at: now
+      })
+      await recordAuditEvent(trx, request, { type: 'signup', outcome: 'success', userId: id, actorId: id }, now)
+      return id
     })
-    await recordAuditEvent(app.db.kysely, request, { type: 'signup', outcome: 'success', userId, actorId: userId }, now)
     request.log.info({ userId }, 'user signed up')
     return reply.code(201).send({ message: 'User created successfully', user_id: userId })
   })
