@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify'
 import auditRoutes from './audit/audit.routes.js'
 import authRoutes from './auth/auth.routes.js'
 import { createPasswords, type Passwords } from './auth/passwords.js'
@@ -97,6 +97,14 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     routerOptions: { maxParamLength: 100 },
+    // A malformed percent-encoding or an over-long path segment is answered before routing, so
+    // it gets neither the error handler nor the onSend hooks: the same {"detail"} and headers here.
+    frameworkErrors: (error, _request, reply) => {
+      const detail = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? 'A path segment is too long'
+        : error.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (invalid percent-encoding)' : 'Bad request'
+      return (reply as FastifyReply).code(400).headers({ 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }).send({ detail })
+    },
     return503OnClosing: true,
     // Not trusted blindly (requestIdHeader: false): requestIdFor keeps a sane X-Request-Id only.
     requestIdHeader: false,
