@@ -17,6 +17,11 @@ export function findUserForLogin (db: DbOrTrx, emailNormalized: string): Promise
   return db.selectFrom('users').select(['id', 'hashed_password']).where('email_normalized', '=', emailNormalized).executeTakeFirst()
 }
 
+/** By the normalised email, without the hash (admin CLI). */
+export function findUserByEmail (db: DbOrTrx, emailNormalized: string): Promise<PublicUser | undefined> {
+  return db.selectFrom('users').select(PUBLIC_USER_COLUMNS).where('email_normalized', '=', emailNormalized).executeTakeFirst()
+}
+
 export function findUserCredentials (db: DbOrTrx, id: number): Promise<UserRow | undefined> {
   return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
 }
