@@ -122,6 +122,33 @@ for (const dialect of DIALECTS) {
       assert.equal((await attempt(app, user.email, user.password)).statusCode, 200)
     })
 
+    it('checks exactly 5 passwords for a burst of 40 concurrent wrong logins; the rest are refused', async (t) => {
+      const clock = createClock()
+      const { app } = await buildTestApp(t, { dialect: dialect.name, overrides: { now: clock.now } })
+      const user = await signup(app)
+      const burst = await Promise.all(Array.from({ length: 40 }, () => attempt(app, user.email, 'not-the-password-1')))
+      const checked = burst.filter((response) => response.statusCode === 401)
+      assert.equal(checked.length, 5, 'as many guesses as sequential attempts would get')
+      for (const response of burst.filter((response) => response.statusCode !== 401)) assertLocked(response)
+      const failures = await app.db.kysely.selectFrom('audit_events').select('id')
+        .where('type', '=', 'login').where('outcome', '=', 'failure').execute()
+      assert.equal(failures.length, 5)
+      assert.equal(assertLocked(await attempt(app, user.email, user.password)), 60)
+    })
+
+    it('gives the attempt back when it ends without a verdict (hashing queue full)', async (t) => {
+      const clock = createClock()
+      const { app } = await buildTestApp(t, { dialect: dialect.name, env: { HASH_CONCURRENCY: '1', HASH_QUEUE_LIMIT: '0' }, overrides: { now: clock.now } })
+      const user = await signup(app)
+      const burst = await Promise.all(Array.from({ length: 5 }, () => attempt(app, user.email, 'not-the-password-1')))
+      const checked = burst.filter((response) => response.statusCode === 401).length
+      assert.ok(checked >= 1 && burst.some((response) => response.statusCode === 503), burst.map((response) => response.statusCode).join())
+      assert.equal(checked + burst.filter((response) => response.statusCode === 503).length, 5)
+      // The 503s used up nothing: the account still has 5 - checked failures before its lock.
+      await failTimes(app, user.email, 5 - checked)
+      assert.equal(assertLocked(await attempt(app, user.email, user.password)), 60)
+    })
+
     it('counts an email in any case and with surrounding spaces as one account', async (t) => {
       const clock = createClock()
       const { app } = await buildTestApp(t, { dialect: dialect.name, overrides: { now: clock.now } })

@@ -150,6 +150,7 @@ for (const dialect of DIALECTS) {
       lockoutKeyOf(user.email)
       const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => attempt(i % 2 ? a : b, user.email, 'not-the-password-1', address)))
       for (const response of burst) assert.ok([401, 429].includes(response.statusCode), response.body)
+      assert.equal(burst.filter((response) => response.statusCode === 401).length, 5, 'exactly 5 passwords checked across both instances')
       for (const app of [a, b]) assert.equal((await attempt(app, user.email, user.password, address)).headers['retry-after'], '60')
       clock.advance(60_000)
       assert.equal((await attempt(b, user.email, user.password, address)).statusCode, 200)

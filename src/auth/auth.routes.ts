@@ -51,20 +51,27 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
   }, async (request) => {
     const { email, password } = request.body
     const emailNormalized = normalizeEmail(email)
-    const retryAfter = await app.lockout.retryAfter(emailNormalized)
+    const retryAfter = await app.lockout.begin(emailNormalized)
     if (retryAfter > 0) {
       app.metrics.loginAttempts.inc({ outcome: 'locked' })
       // Same answer whether or not the account exists.
       throw new AppError(429, `Too many failed logins for this account; try again in ${retryAfter} seconds`, { 'retry-after': String(retryAfter) })
     }
 
-    const user = await findUserForLogin(app.db.kysely, emailNormalized)
+    // The attempt now holds a reservation in the lockout: it ends in a verdict, or is given back.
+    let user: Awaited<ReturnType<typeof findUserForLogin>>
     let check = { ok: false, needsRehash: false }
-    if (user === undefined) {
-      // Same work as a real check, so response time does not reveal whether the email exists.
-      await app.passwords.verifyDummy(password)
-    } else {
-      check = await app.passwords.verify(user.hashed_password, password)
+    try {
+      user = await findUserForLogin(app.db.kysely, emailNormalized)
+      if (user === undefined) {
+        // Same work as a real check, so response time does not reveal whether the email exists.
+        await app.passwords.verifyDummy(password)
+      } else {
+        check = await app.passwords.verify(user.hashed_password, password)
+      }
+    } catch (error) {
+      await app.lockout.release(emailNormalized)
+      throw error
     }
     const now = app.now()
     if (user === undefined || !check.ok) {

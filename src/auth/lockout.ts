@@ -5,6 +5,13 @@ import type { Redis } from 'ioredis'
 // or not an account exists (so the lockout itself reveals nothing). Locks double from the base
 // duration up to the cap; a success clears the record. Times come from the app's clock so tests
 // can move it; the stores only keep numbers.
+//
+// Count before checking: an attempt reserves one of the failures still allowed before a lock
+// (all 5 at first, 1 after a lock has run out) before its password is checked, and gives the
+// reservation back only if it ends without a verdict (an error, a full hashing queue). So a burst
+// of concurrent guesses gets exactly as many password checks as sequential ones would, never
+// one per request that raced past the check. A reservation is forgotten after RESERVATION_TTL_MS
+// so that an instance dying mid-attempt cannot hold an account shut.
 
 export interface LockoutPolicy {
   threshold: number
@@ -20,9 +27,27 @@ export interface FailureResult {
 }
 
 export interface LockoutStore {
-  lockedUntil: (key: string, now: number) => Promise<number>
+  /**
+   * Reserves an attempt. Returns 0 when the attempt may go ahead (it then holds a reservation that
+   * registerFailure, reset or release ends), else the epoch ms until which to wait: the end of the
+   * lock, or RESERVATION_RETRY_MS ahead while the attempts that used up the allowance are running.
+   */
+  reserve: (key: string, now: number) => Promise<number>
+  /** A wrong password: counts the failure (ending the reservation) and starts a lock at the threshold. */
   registerFailure: (key: string, now: number) => Promise<FailureResult>
+  /** An attempt that ended without a verdict: gives its reservation back. */
+  release: (key: string, now: number) => Promise<void>
   reset: (key: string) => Promise<void>
+}
+
+/** Reservations older than this no longer count (an attempt never takes this long). */
+export const RESERVATION_TTL_MS = 30_000
+/** Retry-After for an attempt refused because the allowed ones are still running. */
+export const RESERVATION_RETRY_MS = 1000
+
+/** Failures still allowed before the next lock: the threshold at first, one after a lock ran out. */
+function allowance (policy: LockoutPolicy, failures: number): number {
+  return Math.max(1, policy.threshold - failures)
 }
 
 /** A record is forgotten this long after its last failure. */
@@ -39,7 +64,7 @@ export function lockoutKey (emailNormalized: string): string {
   return createHash('sha256').update(emailNormalized).digest('base64url')
 }
 
-interface MemoryRecord { failures: number, locks: number, lockedUntil: number, expiresAt: number }
+interface MemoryRecord { failures: number, locks: number, lockedUntil: number, reserved: number, reservedAt: number, expiresAt: number }
 
 /** In-process store: one instance, zero config. Bounded: the oldest records go first past maxKeys. */
 export function createMemoryLockoutStore (policy: LockoutPolicy, maxKeys = 100_000): LockoutStore {
@@ -52,13 +77,29 @@ export function createMemoryLockoutStore (policy: LockoutPolicy, maxKeys = 100_0
     }
     return record
   }
+  const store = (key: string, record: MemoryRecord, now: number) => {
+    record.expiresAt = now + recordTtlMs(policy)
+    records.delete(key) // re-insert: Map order is then oldest-first for eviction
+    records.set(key, record)
+    if (records.size > maxKeys) records.delete(records.keys().next().value as string)
+  }
+  const unreserve = (record: MemoryRecord, now: number) => {
+    record.reserved = now - record.reservedAt > RESERVATION_TTL_MS ? 0 : Math.max(0, record.reserved - 1)
+  }
   return {
-    lockedUntil: async (key, now) => {
-      const until = live(key, now)?.lockedUntil ?? 0
-      return until > now ? until : 0
+    reserve: async (key, now) => {
+      const record = live(key, now) ?? { failures: 0, locks: 0, lockedUntil: 0, reserved: 0, reservedAt: 0, expiresAt: 0 }
+      if (record.lockedUntil > now) return record.lockedUntil
+      if (now - record.reservedAt > RESERVATION_TTL_MS) record.reserved = 0
+      if (record.reserved >= allowance(policy, record.failures)) return now + RESERVATION_RETRY_MS
+      record.reserved++
+      record.reservedAt = now
+      store(key, record, now)
+      return 0
     },
     registerFailure: async (key, now) => {
-      const record = live(key, now) ?? { failures: 0, locks: 0, lockedUntil: 0, expiresAt: 0 }
+      const record = live(key, now) ?? { failures: 0, locks: 0, lockedUntil: 0, reserved: 0, reservedAt: 0, expiresAt: 0 }
+      unreserve(record, now)
       record.failures++
       let locked = false
       // Failures that raced past the check while a lock began do not start (and double) another.
@@ -67,11 +108,12 @@ export function createMemoryLockoutStore (policy: LockoutPolicy, maxKeys = 100_0
         record.lockedUntil = now + lockDurationMs(policy, record.locks)
         locked = true
       }
-      record.expiresAt = now + recordTtlMs(policy)
-      records.delete(key) // re-insert: Map order is then oldest-first for eviction
-      records.set(key, record)
-      if (records.size > maxKeys) records.delete(records.keys().next().value as string)
+      store(key, record, now)
       return { lockedUntil: locked ? record.lockedUntil : 0, locked }
+    },
+    release: async (key, now) => {
+      const record = live(key, now)
+      if (record) unreserve(record, now)
     },
     reset: async (key) => {
       records.delete(key)
@@ -80,7 +122,40 @@ export function createMemoryLockoutStore (policy: LockoutPolicy, maxKeys = 100_0
 }
 
 // Same rules as the memory store, atomically in Redis so several instances share one record.
+// ARGV: now, threshold, stale-after ms, record ttl ms.
+const RESERVE = `
+local h = redis.call('HMGET', KEYS[1], 'failures', 'lockedUntil', 'reserved', 'reservedAt')
+local failures = tonumber(h[1]) or 0
+local lockedUntil = tonumber(h[2]) or 0
+local reserved = tonumber(h[3]) or 0
+local reservedAt = tonumber(h[4]) or 0
+local now = tonumber(ARGV[1])
+if lockedUntil > now then return tostring(lockedUntil) end
+if now - reservedAt > tonumber(ARGV[3]) then reserved = 0 end
+if reserved >= math.max(1, tonumber(ARGV[2]) - failures) then return '-1' end
+redis.call('HSET', KEYS[1], 'reserved', reserved + 1, 'reservedAt', now)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return '0'
+`
+
+// Ends one reservation (never below zero; a stale one counts as gone). ARGV: now, stale-after ms.
+const UNRESERVE = `
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved')) or 0
+local reservedAt = tonumber(redis.call('HGET', KEYS[1], 'reservedAt')) or 0
+if reserved > 0 then
+  if tonumber(ARGV[1]) - reservedAt > tonumber(ARGV[2]) then reserved = 1 end
+  redis.call('HSET', KEYS[1], 'reserved', reserved - 1)
+end
+`
+
+// ARGV: now, threshold, base ms, cap ms, record ttl ms, stale-after ms.
 const REGISTER_FAILURE = `
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved')) or 0
+local reservedAt = tonumber(redis.call('HGET', KEYS[1], 'reservedAt')) or 0
+if reserved > 0 then
+  if tonumber(ARGV[1]) - reservedAt > tonumber(ARGV[6]) then reserved = 1 end
+  redis.call('HSET', KEYS[1], 'reserved', reserved - 1)
+end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local now = tonumber(ARGV[1])
 local threshold = tonumber(ARGV[2])
@@ -101,14 +176,17 @@ return {locked, tostring(lockedUntil)}
 
 export function createRedisLockoutStore (redis: Redis, policy: LockoutPolicy, prefix = 'uma:lockout:'): LockoutStore {
   return {
-    lockedUntil: async (key, now) => {
-      const until = Number(await redis.hget(prefix + key, 'lockedUntil') ?? 0)
-      return until > now ? until : 0
+    reserve: async (key, now) => {
+      const answer = Number(await redis.eval(RESERVE, 1, prefix + key, now, policy.threshold, RESERVATION_TTL_MS, recordTtlMs(policy)))
+      return answer === -1 ? now + RESERVATION_RETRY_MS : answer
     },
     registerFailure: async (key, now) => {
       const [locked, lockedUntil] = await redis.eval(REGISTER_FAILURE, 1, prefix + key, now, policy.threshold,
-        policy.baseSeconds * 1000, policy.maxSeconds * 1000, recordTtlMs(policy)) as [number, string]
+        policy.baseSeconds * 1000, policy.maxSeconds * 1000, recordTtlMs(policy), RESERVATION_TTL_MS) as [number, string]
       return { locked: locked === 1, lockedUntil: Number(lockedUntil) }
+    },
+    release: async (key, now) => {
+      await redis.eval(UNRESERVE, 1, prefix + key, now, RESERVATION_TTL_MS)
     },
     reset: async (key) => {
       await redis.del(prefix + key)

@@ -13,17 +13,23 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * A login attempt's view of the lockout: begin before the password check; then exactly one of
+ * failure (wrong password), success, or release (no verdict: an error, a full hashing queue).
+ */
 export interface Lockout {
-  /** Seconds until logins for this email are allowed again; 0 when they are. */
-  retryAfter: (emailNormalized: string) => Promise<number>
+  /** 0 when the attempt may go ahead (an attempt is reserved), else seconds to wait. */
+  begin: (emailNormalized: string) => Promise<number>
   failure: (emailNormalized: string) => Promise<FailureResult>
   success: (emailNormalized: string) => Promise<void>
+  release: (emailNormalized: string) => Promise<void>
 }
 
 const OFF: Lockout = {
-  retryAfter: async () => 0,
+  begin: async () => 0,
   failure: async () => ({ lockedUntil: 0, locked: false }),
-  success: async () => {}
+  success: async () => {},
+  release: async () => {}
 }
 
 /** How long start-up waits for Redis before going on without it (limits fail open). */
@@ -99,12 +105,13 @@ export default fp(async (app) => {
     }
   }
   app.decorate('lockout', {
-    retryAfter: async (email: string) => {
+    begin: async (email: string) => {
       const now = app.now()
-      const until = await failOpen(() => store.lockedUntil(lockoutKey(email), now), 0)
+      const until = await failOpen(() => store.reserve(lockoutKey(email), now), 0)
       return until > now ? Math.ceil((until - now) / 1000) : 0
     },
     failure: (email: string) => failOpen(() => store.registerFailure(lockoutKey(email), app.now()), { lockedUntil: 0, locked: false }),
-    success: (email: string) => failOpen(() => store.reset(lockoutKey(email)), undefined)
+    success: (email: string) => failOpen(() => store.reset(lockoutKey(email)), undefined),
+    release: (email: string) => failOpen(() => store.release(lockoutKey(email), app.now()), undefined)
   })
 }, { name: 'limits', dependencies: ['auth'] })
