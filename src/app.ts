@@ -39,12 +39,13 @@ export interface AppOverrides {
 /**
  * Two validators: bodies are never coerced ("123" is not a number, 123 is not a string);
  * path and query strings are, since they are text by nature. Unknown body fields are
- * dropped (FastAPI's behaviour), never applied.
+ * dropped (FastAPI's behaviour), never applied. An unknown query parameter, where a schema
+ * closes its query, is a 400: a misspelt filter must not silently widen a result.
  */
 function createValidatorCompiler () {
-  const options = { removeAdditional: true, useDefaults: true, allErrors: true, strict: false } as const
-  const bodyAjv = addFormats.default(new Ajv({ ...options, coerceTypes: false }))
-  const textAjv = addFormats.default(new Ajv({ ...options, coerceTypes: true }))
+  const options = { useDefaults: true, allErrors: true, strict: false } as const
+  const bodyAjv = addFormats.default(new Ajv({ ...options, removeAdditional: true, coerceTypes: false }))
+  const textAjv = addFormats.default(new Ajv({ ...options, removeAdditional: false, coerceTypes: true }))
   return ({ schema, httpPart }: { schema: object, httpPart?: string }) =>
     (httpPart === 'body' ? bodyAjv : textAjv).compile(schema)
 }

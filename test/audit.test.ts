@@ -265,5 +265,13 @@ for (const dialect of DIALECTS) {
         assert.match(json(response).detail, /cursor/)
       }
     })
+
+    it('refuses an unknown (e.g. misspelt) filter with 400 instead of ignoring it', async (t) => {
+      const { app } = await buildTestApp(t, { dialect: dialect.name })
+      const admin = await createUser(app, { admin: true })
+      const response = await authed(app, admin.token, { method: 'GET', url: `/admin/audit-events?userid=${admin.id}` })
+      assert.equal(response.statusCode, 400, response.body)
+      assert.match(json(response).detail, /userid/)
+    })
   })
 }
