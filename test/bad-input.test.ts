@@ -227,7 +227,7 @@ for (const dialect of DIALECTS) {
     })
 
     describe('path ids', () => {
-      const ids = ['abc', '0', '-1', '1.5', '99999999999999999999', '2147483648', 'null', '1;DROP TABLE users']
+      const ids = ['abc', '0', '-1', '1.5', '99999999999999999999', '2147483648', 'null', '1;DROP TABLE users', '1e0', '0x1', ' 1', '+1', '']
       for (const role of ['user', 'admin'] as const) {
         it(`answers 400 or 404, never 5xx, for ids that are not positive integers in range (${role})`, async () => {
           const { app } = suite()

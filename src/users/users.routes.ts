@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { recordAuditEvent, type AuditEvent } from '../audit/audit.queries.js'
 import { revokeUserSessions, type AuthenticatedUser } from '../auth/sessions.queries.js'
-import { errors } from '../errors.js'
+import { AppError, errors } from '../errors.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, usernameProblem } from './identity.js'
 import { deleteUser, findTaken, findUserById, insertUser, takenError, updateUser, type PublicUser, type UserChanges } from './users.queries.js'
 import { errorResponses, SignupResponse, UserCreate, UserIdParams, UserPublic, UserUpdate } from './users.schemas.js'
@@ -27,6 +27,13 @@ const authenticated = { security: [{ bearerAuth: [] }] }
 
 const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const policy = { minLength: app.config.passwordMinLength, maxLength: app.config.passwordMaxLength }
+
+  // Path text is coerced to the integer the schema asks for, and JavaScript's number parsing
+  // would also read "1e3", "0x10" or " 1" as ids: only plain digits name a user.
+  app.addHook('preValidation', async (request) => {
+    const raw = (request.params as { user_id?: unknown }).user_id
+    if (typeof raw === 'string' && !/^[0-9]+$/.test(raw)) throw new AppError(400, 'user_id: must be a positive whole number written in digits')
+  })
 
   app.post('/users/signup', {
     config: { rateLimit: app.ipLimit(app.config.signupIpLimit) },
