@@ -111,8 +111,18 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     requestIdHeader: false,
     genReqId: requestIdFor,
     // Explicit limits instead of Fastify's "none": a slow client cannot hold a connection forever.
-    ...serverTimeoutOptions(config)
+    ...serverTimeoutOptions(config),
+    // REQUEST_LOG=errors: no line per request; the hook below logs failures and slow requests.
+    disableRequestLogging: config.requestLog === 'errors'
   }).withTypeProvider<TypeBoxTypeProvider>()
+
+  if (config.requestLog === 'errors') {
+    app.addHook('onResponse', async (request, reply) => {
+      const responseTime = reply.elapsedTime
+      if (reply.statusCode >= 500) request.log.error({ req: request, res: reply, responseTime }, 'request failed')
+      else if (responseTime >= config.slowRequestMs) request.log.warn({ req: request, res: reply, responseTime }, 'slow request')
+    })
+  }
 
   app.setValidatorCompiler(createValidatorCompiler())
   // Only JSON bodies: text/plain (which Fastify accepts by default) gets a 415.

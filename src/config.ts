@@ -67,6 +67,10 @@ export interface Config {
   /** Serve GET /metrics (Prometheus); with metricsToken set, only to `Authorization: Bearer <token>`. */
   metrics: boolean
   metricsToken: string | undefined
+  /** all: Fastify's line per request and per response; errors: only 5xx responses and slow requests. */
+  requestLog: 'all' | 'errors'
+  /** With REQUEST_LOG=errors, a request taking at least this many ms is logged (warn). */
+  slowRequestMs: number
 }
 
 export interface RateLimit {
@@ -185,6 +189,12 @@ function serverTimeouts (env: Env) {
   }
 }
 
+function requestLog (env: Env): 'all' | 'errors' {
+  const raw = env.REQUEST_LOG?.trim().toLowerCase() || 'all'
+  if (raw !== 'all' && raw !== 'errors') throw new ConfigError('REQUEST_LOG', `must be all or errors, got "${env.REQUEST_LOG}"`)
+  return raw
+}
+
 function redisUrl (env: Env): string | undefined {
   const raw = env.REDIS_URL?.trim()
   if (!raw) return undefined
@@ -243,7 +253,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     ...serverTimeouts(env),
     workers: workers(env),
     metrics: boolean(env, 'METRICS', true),
-    metricsToken: metricsToken(env)
+    metricsToken: metricsToken(env),
+    requestLog: requestLog(env),
+    slowRequestMs: integer(env, 'SLOW_REQUEST_MS', 1000, 1, 3_600_000)
   }
 }
 
