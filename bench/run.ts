@@ -44,7 +44,7 @@ if (args.help) {
   --tokens N          distinct sessions/tokens the GET load cycles through (default 10000)
   --scale N           also seed N users (e.g. 1000000) and compare GET with the --users figure
   --soak S            also run GET for S seconds and compare RSS in the first and last minute
-  --only a,b          scenarios: ceiling,get,pg,login,signup,flood (default: all)
+  --only a,b          scenarios: ceiling,lean,get,workers,pg,login,signup,flood (default: all)
   --request-log M     REQUEST_LOG of the server (all | errors; default all, the production default)
   --skip-build        use dist/ as it is
   --profile           run the servers with --cpu-prof (profiles land in bench/results/)
@@ -59,7 +59,7 @@ const USERS = Number(args.users)
 const TOKENS = Math.min(Number(args.tokens), USERS)
 const SCALE_USERS = args.scale ? Number(args.scale) : 0
 const SOAK = Number(args.soak)
-const ONLY = new Set(args.only ? args.only.split(',') : ['ceiling', 'get', 'pg', 'login', 'signup', 'flood'])
+const ONLY = new Set(args.only ? args.only.split(',') : ['ceiling', 'lean', 'get', 'workers', 'pg', 'login', 'signup', 'flood'])
 const HASH_CONCURRENCY = availableParallelism()
 const JWT_SECRET = randomBytes(32).toString('base64url')
 const PASSWORD = 'bench-Password-2026'
@@ -97,25 +97,38 @@ async function freePort (): Promise<number> {
   })
 }
 
-async function waitFor (url: string, timeoutMs = 20_000): Promise<void> {
+async function waitFor (url: string, timeoutMs = 20_000, anyStatus = false): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     try {
-      if ((await fetch(url)).ok) return
+      const response = await fetch(url)
+      if (response.ok || anyStatus) return
     } catch { /* not up yet */ }
     await sleep(100)
   }
   throw new Error(`${url} did not answer within ${timeoutMs} ms`)
 }
 
-/** Samples a process's resident set size (VmRSS) every 250 ms. */
+/** Samples the resident set size (VmRSS) of a process and its children (cluster workers) every 250 ms. */
 function rssSampler (pid: number) {
   const samples: Array<{ at: number, mb: number }> = []
-  const read = () => {
+  const rssKb = (id: number) => {
     try {
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
-      if (kb) samples.push({ at: Date.now(), mb: kb / 1024 })
-    } catch { /* exited */ }
+      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${id}/status`, 'utf8'))?.[1] ?? 0)
+    } catch {
+      return 0
+    }
+  }
+  const children = () => {
+    try {
+      return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+    } catch {
+      return []
+    }
+  }
+  const read = () => {
+    const kb = rssKb(pid) + children().reduce((sum, child) => sum + rssKb(child), 0)
+    if (kb) samples.push({ at: Date.now(), mb: kb / 1024 })
   }
   read()
   const timer = setInterval(read, 250)
@@ -160,6 +173,7 @@ async function startServer (databaseUrl: string, dir: string, env: Record<string
       RATE_LIMITS: 'off',
       LOG_LEVEL: 'info',
       REQUEST_LOG: args['request-log']!,
+      WORKERS: process.env.BENCH_WORKERS ?? '1',
       ...env
     },
     stdio: ['ignore', logFile, process.env.BENCH_SERVER_STDERR ? 'inherit' : logFile]
@@ -413,6 +427,19 @@ async function main (): Promise<number> {
   }
   const vsCeiling = (rps: number) => ceilingRps ? { to: 'ceiling', value: rps / ceilingRps } : undefined
 
+  if (ONLY.has('lean')) {
+    // The issue's reference point: fast-jwt + one prepared better-sqlite3 statement on bare node:http.
+    const port = await freePort()
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lean.ts')], { env: { PATH: process.env.PATH, PORT: String(port), DATABASE_FILE: sqliteFile, JWT_SECRET }, stdio: 'inherit' })
+    cleanups.push(() => stopChild(child))
+    const url = `http://127.0.0.1:${port}`
+    await waitFor(url, 20_000, true)
+    await load(url, { requests: getRequests(tokens), duration: 3 })
+    const row = record('lean route: node:http + fast-jwt + prepared SQLite', await load(url, { requests: getRequests(tokens) }))
+    row.ratio = vsCeiling(row.rps)
+    await stopChild(child)
+  }
+
   let getRps = 0
   if (ONLY.has('get')) {
     // Warm-up (JIT, page cache), not recorded.
@@ -421,6 +448,15 @@ async function main (): Promise<number> {
     row.ratio = vsCeiling(row.rps)
     row.goal = { text: '>= 35% of ceiling, p99 <= 10 ms', met: (row.ratio?.value ?? 0) >= 0.35 && row.p99 <= 10 && row.errors === 0 }
     getRps = row.rps
+  }
+
+  if (ONLY.has('workers')) {
+    // The same server with WORKERS=auto (node:cluster, one process per core) on the same database.
+    const clustered = await startServer(sqliteUrl, dir, { WORKERS: 'auto' })
+    await load(clustered.url, { requests: getRequests(tokens), duration: 3 })
+    const row = await measured(clustered, `GET /users/{id}, SQLite, WORKERS=auto (${HASH_CONCURRENCY})`, () => load(clustered.url, { requests: getRequests(tokens) }))
+    row.ratio = vsCeiling(row.rps)
+    await clustered.stop()
   }
 
   let rawVerify = 0

@@ -98,10 +98,12 @@ const digest = (value: string) => createHash('sha256').update(value).digest()
 export default fp<{ metrics: Metrics }>(async (app, { metrics }) => {
   app.decorate('metrics', metrics)
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Callback style, not async: this runs on every request and a promise per hook adds up.
+  app.addHook('onResponse', (request, reply, done) => {
     const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }
     metrics.httpRequests.inc(labels)
     metrics.httpRequestDuration.observe(labels, reply.elapsedTime / 1000)
+    done()
   })
 
   if (!app.config.metrics) return

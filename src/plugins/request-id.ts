@@ -15,7 +15,9 @@ export function requestIdFor (request: IncomingMessage): string {
 
 /** Every response names its request id (it is on every log line and audit event of the request). */
 export default fp(async (app) => {
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback style, not async: this runs on every request and a promise per hook adds up.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
 }, { name: 'request-id' })

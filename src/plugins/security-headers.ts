@@ -5,8 +5,10 @@ import fp from 'fastify-plugin'
  * Fastify sends no X-Powered-By or Server banner to begin with.
  */
 export default fp(async (app) => {
-  app.addHook('onSend', async (request, reply) => {
+  // Callback style, not async: this runs on every response and a promise per hook adds up.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-content-type-options', 'nosniff')
     if (!request.url.startsWith('/docs/static/')) reply.header('cache-control', 'no-store')
+    done(null, payload)
   })
 }, { name: 'security-headers' })
