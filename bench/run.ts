@@ -32,6 +32,7 @@ const { values: args } = parseArgs({
     'request-log': { type: 'string', default: 'all' },
     'skip-build': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    fastapi: { type: 'boolean', default: false },
     check: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false }
   }
@@ -48,6 +49,10 @@ if (args.help) {
   --request-log M     REQUEST_LOG of the server (all | errors; default all, the production default)
   --skip-build        use dist/ as it is
   --profile           run the servers with --cpu-prof (profiles land in bench/results/)
+  --fastapi           also measure bench/fastapi-reference (our rebuild of the FastAPI app) the same way;
+                      needs /usr/bin/python3 with fastapi, uvicorn, sqlalchemy, passlib, bcrypt, jwt
+                      (Debian: apt-get install python3-fastapi python3-uvicorn python3-sqlalchemy
+                      python3-passlib python3-bcrypt python3-jwt python3-email-validator)
   --check             exit 1 when a goal is missed (always exit 1 when a request failed)
   BENCH_DATABASE_URL  a PostgreSQL server URL: adds GET on PostgreSQL (a fresh database is created and dropped)`)
   process.exit(0)
@@ -368,6 +373,35 @@ async function flood (server: Server, tokens: Array<{ id: number, token: string 
   }
 }
 
+/** The FastAPI app, rebuilt from its README (bench/fastapi-reference/app.py), under uvicorn with one worker. */
+async function fastapiReference (dir: string): Promise<void> {
+  const port = await freePort()
+  const child = spawn('/usr/bin/python3', ['-m', 'uvicorn', '--app-dir', join(ROOT, 'bench/fastapi-reference'), 'app:app', '--host', '127.0.0.1', '--port', String(port), '--log-level', 'warning'], {
+    cwd: dir, env: { PATH: process.env.PATH, DATABASE_URL: `sqlite:///${join(dir, 'fastapi.db')}`, JWT_SECRET }, stdio: ['ignore', 'ignore', 'inherit']
+  })
+  cleanups.push(() => stopChild(child))
+  const url = `http://127.0.0.1:${port}`
+  await waitFor(`${url}/docs`)
+  const post = async (path: string, body: object) => (await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<Record<string, string | number>>
+  const users: Array<{ id: number, token: string }> = []
+  for (let i = 1; i <= 50; i++) {
+    const { user_id: id } = await post('/users/signup', { username: `bench${i}`, email: `bench${i}@example.com`, password: PASSWORD })
+    const { access_token: token } = await post('/users/login', { email: `bench${i}@example.com`, password: PASSWORD })
+    users.push({ id: Number(id), token: String(token) })
+  }
+  const rss = rssSampler(child.pid!)
+  const server = { url, pid: child.pid!, rss, stop: async () => {} }
+  await load(url, { requests: getRequests(users), duration: 3 })
+  const get = await measured(server, 'FastAPI app: GET /users/{id}', () => load(url, { requests: getRequests(users) }))
+  const ours = rows.find((row) => row.scenario === 'GET /users/{id}, SQLite')
+  if (ours) get.ratio = { to: 'ours', value: get.rps / ours.rps }
+  const login = await measured(server, 'FastAPI app: POST /users/login', () => load(url, { requests: loginRequests(50) }))
+  const ourLogin = rows.find((row) => row.scenario === 'POST /users/login')
+  if (ourLogin) login.ratio = { to: 'ours', value: login.rps / ourLogin.rps }
+  rss.stop()
+  await stopChild(child)
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function machine () {
@@ -537,6 +571,8 @@ async function main (): Promise<number> {
     row.goal = { text: '>= 20% of ceiling', met: (row.ratio?.value ?? 0) >= 0.2 && row.errors === 0 }
     await pgServer.stop()
   }
+
+  if (args.fastapi) await fastapiReference(dir)
 
   printTable()
   const results = { at: new Date().toISOString(), machine: machine(), settings: { duration: DURATION, connections: CONNECTIONS, users: USERS, tokens: TOKENS, scale: SCALE_USERS, soak: SOAK, requestLog: args['request-log'], hashConcurrency: HASH_CONCURRENCY }, rows, notes }
