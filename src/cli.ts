@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline'
 import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
 import type { MigrationResultSet } from 'kysely'
@@ -34,6 +35,7 @@ Commands:
   create-admin --username U --email E       Create an admin account (password from stdin or a prompt)
   create-admin --promote --email E          Make an existing account an admin
   import-fastapi --from SOURCE [--dry-run]  Import the FastAPI app's users (keeps ids and password hashes)
+  backup --to FILE                          Copy the SQLite database to FILE while the server runs
 
 Run npm run cli -- <command> --help for a command's details.`
 
@@ -97,6 +99,20 @@ Options:
   --dry-run      print what would happen; write nothing (not even the schema)`,
     options: { from: { type: 'string' }, 'dry-run': { type: 'boolean' } },
     run: importFastapi
+  },
+  backup: {
+    usage: `Usage: npm run cli -- backup --to FILE
+
+Writes a consistent copy of the SQLite database to FILE (SQLite's online backup: the server may
+keep running and writing). FILE must not exist yet. To restore: stop the server, put the copy in
+place of the database file, delete the -wal and -shm files next to it, start the server.
+
+For PostgreSQL use pg_dump (see the README's Deploying section).
+
+Options:
+  --to FILE   where to write the copy`,
+    options: { to: { type: 'string' } },
+    run: backup
   }
 }
 
@@ -284,6 +300,22 @@ async function importFastapi (values: Values, config: Config): Promise<number> {
   })
   for (const line of describeImportReport(report)) out(line)
   return report.conflicts.length > 0 ? 1 : 0
+}
+
+async function backup (values: Values, config: Config): Promise<number> {
+  const to = values.to as string | undefined
+  if (to === undefined) throw new CliError('backup: --to FILE is required (see --help)')
+  const { database } = config
+  if (database.dialect !== 'sqlite') throw new CliError('backup copies a SQLite database; for PostgreSQL use pg_dump "$DATABASE_URL" (see the README\'s Deploying section)')
+  if (database.location === ':memory:') throw new CliError('backup: an in-memory database has nothing to copy')
+  if (!existsSync(database.location)) throw new CliError(`backup: no database at ${database.location}`)
+  const destination = resolve(to)
+  if (existsSync(destination)) throw new CliError(`backup: ${destination} exists already; choose a new file (nothing was written)`)
+  return withDb(config, async (db) => {
+    const { totalPages } = await db.sqlite!.backup(destination)
+    out(`Copied ${database.display} to ${destination} (${totalPages} pages).`)
+    return 0
+  })
 }
 
 function describeError (error: unknown): string {

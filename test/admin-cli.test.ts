@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
+import SQLite from 'better-sqlite3'
 import { runCli } from './cli-process.js'
 import { authed, buildTestApp, createTestDatabase, DIALECTS, login, signup, type DialectName } from './helpers.js'
 
@@ -111,3 +115,32 @@ for (const dialect of DIALECTS) {
     })
   })
 }
+
+describe('admin CLI: backup', () => {
+  it('copies the SQLite database while the app has it open; refuses to overwrite a file', async (t) => {
+    const url = await freshDatabase(t, 'sqlite')
+    const { app } = await buildTestApp(t, { dialect: 'sqlite', databaseUrl: url })
+    const users = [await signup(app), await signup(app)]
+    const dir = mkdtempSync(join(tmpdir(), 'uma-backup-'))
+    t.after(() => rmSync(dir, { recursive: true, force: true }))
+    const copy = join(dir, 'copy.db')
+    const result = await runCli(url, ['backup', '--to', copy])
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stdout, /Copied .* to /)
+    const backup = new SQLite(copy, { readonly: true })
+    const emails = (backup.prepare('SELECT email FROM users ORDER BY id').all() as Array<{ email: string }>).map((row) => row.email)
+    backup.close()
+    assert.deepEqual(emails, users.map((user) => user.email))
+
+    const again = await runCli(url, ['backup', '--to', copy])
+    assert.equal(again.code, 1)
+    assert.match(again.stderr, /exists already/)
+  })
+
+  it('points to pg_dump for PostgreSQL', { skip: DIALECTS[1].skip }, async (t) => {
+    const url = await freshDatabase(t, 'postgres')
+    const result = await runCli(url, ['backup', '--to', join(tmpdir(), 'never-written.db')])
+    assert.equal(result.code, 1)
+    assert.match(result.stderr, /pg_dump/)
+  })
+})
