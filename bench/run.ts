@@ -45,7 +45,7 @@ if (args.help) {
   --tokens N          distinct sessions/tokens the GET load cycles through (default 10000)
   --scale N           also seed N users (e.g. 1000000) and compare GET with the --users figure
   --soak S            also run GET for S seconds and compare RSS in the first and last minute
-  --only a,b          scenarios: ceiling,lean,get,workers,pg,login,signup,flood (default: all)
+  --only a,b          scenarios: ceiling,lean,lean-fastify,get,workers,pg,login,signup,flood (default: all)
   --request-log M     REQUEST_LOG of the server (all | errors; default all, the production default)
   --skip-build        use dist/ as it is
   --profile           run the servers with --cpu-prof (profiles land in bench/results/)
@@ -64,7 +64,7 @@ const USERS = Number(args.users)
 const TOKENS = Math.min(Number(args.tokens), USERS)
 const SCALE_USERS = args.scale ? Number(args.scale) : 0
 const SOAK = Number(args.soak)
-const ONLY = new Set(args.only ? args.only.split(',') : ['ceiling', 'lean', 'get', 'workers', 'pg', 'login', 'signup', 'flood'])
+const ONLY = new Set(args.only ? args.only.split(',') : ['ceiling', 'lean', 'lean-fastify', 'get', 'workers', 'pg', 'login', 'signup', 'flood'])
 const HASH_CONCURRENCY = availableParallelism()
 const JWT_SECRET = randomBytes(32).toString('base64url')
 const PASSWORD = 'bench-Password-2026'
@@ -179,6 +179,9 @@ async function startServer (databaseUrl: string, dir: string, env: Record<string
       LOG_LEVEL: 'info',
       REQUEST_LOG: args['request-log']!,
       WORKERS: process.env.BENCH_WORKERS ?? '1',
+      // BENCH_SERVER_X=v sets X=v for the server (A/B runs of a setting).
+      ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith('BENCH_SERVER_') && name !== 'BENCH_SERVER_STDERR')
+        .map(([name, value]) => [name.slice('BENCH_SERVER_'.length), value ?? ''])),
       ...env
     },
     stdio: ['ignore', logFile, process.env.BENCH_SERVER_STDERR ? 'inherit' : logFile]
@@ -461,15 +464,18 @@ async function main (): Promise<number> {
   }
   const vsCeiling = (rps: number) => ceilingRps ? { to: 'ceiling', value: rps / ceilingRps } : undefined
 
-  if (ONLY.has('lean')) {
-    // The issue's reference point: fast-jwt + one prepared better-sqlite3 statement on bare node:http.
+  // The issue's reference point: fast-jwt + one prepared better-sqlite3 statement on bare
+  // node:http; then the same route on a bare Fastify (the framework's own cost).
+  for (const [scenario, framework] of [['lean', ''], ['lean-fastify', '1']] as const) {
+    if (!ONLY.has(scenario)) continue
     const port = await freePort()
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/lean.ts')], { env: { PATH: process.env.PATH, PORT: String(port), DATABASE_FILE: sqliteFile, JWT_SECRET }, stdio: 'inherit' })
+    const profile = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/results')}`] : []
+    const child = spawn(process.execPath, [...profile, '--import', 'tsx', join(ROOT, 'bench/lean.ts')], { env: { PATH: process.env.PATH, PORT: String(port), DATABASE_FILE: sqliteFile, JWT_SECRET, LEAN_FASTIFY: framework }, stdio: 'inherit' })
     cleanups.push(() => stopChild(child))
     const url = `http://127.0.0.1:${port}`
     await waitFor(url, 20_000, true)
     await load(url, { requests: getRequests(tokens), duration: 3 })
-    const row = record('lean route: node:http + fast-jwt + prepared SQLite', await load(url, { requests: getRequests(tokens) }))
+    const row = record(`lean route: ${framework ? 'bare Fastify' : 'node:http'} + fast-jwt + prepared SQLite`, await load(url, { requests: getRequests(tokens) }))
     row.ratio = vsCeiling(row.rps)
     await stopChild(child)
   }

@@ -30,9 +30,10 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   // Path text is coerced to the integer the schema asks for, and JavaScript's number parsing
   // would also read "1e3", "0x10" or " 1" as ids: only plain digits name a user.
-  app.addHook('preValidation', async (request) => {
+  app.addHook('preValidation', (request, _reply, done) => {
     const raw = (request.params as { user_id?: unknown }).user_id
-    if (typeof raw === 'string' && !/^[0-9]+$/.test(raw)) throw new AppError(400, 'user_id: must be a positive whole number written in digits')
+    if (typeof raw === 'string' && !/^[0-9]+$/.test(raw)) return done(new AppError(400, 'user_id: must be a positive whole number written in digits'))
+    done()
   })
 
   app.post('/users/signup', {
