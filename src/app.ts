@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import auditRoutes from './audit/audit.routes.js'
 import authRoutes from './auth/auth.routes.js'
 import { createPasswords, type Passwords } from './auth/passwords.js'
@@ -77,6 +77,24 @@ export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
   }
 }
 
+/**
+ * REQUEST_LOG=errors: instead of Fastify's line per request and per response, one line for a
+ * response that failed (5xx or a stream error) or took at least SLOW_REQUEST_MS.
+ */
+class ErrorsOnlyLogController extends LogController {
+  constructor (private readonly slowMs: number) {
+    super()
+  }
+
+  override incomingRequest (): void {}
+
+  override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const responseTime = reply.elapsedTime
+    if (error || reply.statusCode >= 500) request.log.error({ req: request, res: reply, err: error ?? undefined, responseTime }, 'request failed')
+    else if (responseTime >= this.slowMs) request.log.warn({ req: request, res: reply, responseTime }, 'slow request')
+  }
+}
+
 /** Seconds to ms; Node checks header and request deadlines on this interval (30 s by default). */
 function serverTimeoutOptions (config: Config) {
   const checkEvery = Math.min(30_000, Math.max(250, Math.floor(config.headersTimeout * 1000 / 4)))
@@ -112,17 +130,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     genReqId: requestIdFor,
     // Explicit limits instead of Fastify's "none": a slow client cannot hold a connection forever.
     ...serverTimeoutOptions(config),
-    // REQUEST_LOG=errors: no line per request; the hook below logs failures and slow requests.
-    disableRequestLogging: config.requestLog === 'errors'
+    ...(config.requestLog === 'errors' ? { logController: new ErrorsOnlyLogController(config.slowRequestMs) } : {})
   }).withTypeProvider<TypeBoxTypeProvider>()
-
-  if (config.requestLog === 'errors') {
-    app.addHook('onResponse', async (request, reply) => {
-      const responseTime = reply.elapsedTime
-      if (reply.statusCode >= 500) request.log.error({ req: request, res: reply, responseTime }, 'request failed')
-      else if (responseTime >= config.slowRequestMs) request.log.warn({ req: request, res: reply, responseTime }, 'slow request')
-    })
-  }
 
   app.setValidatorCompiler(createValidatorCompiler())
   // Only JSON bodies: text/plain (which Fastify accepts by default) gets a 415.

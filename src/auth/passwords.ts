@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { hash as argon2Hash, verify as argon2Verify } from '@node-rs/argon2'
-import bcrypt from 'bcrypt'
+import { createRequire } from 'node:module'
+import type bcryptModule from 'bcrypt'
 import { errors } from '../errors.js'
 
 // OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1.
@@ -63,6 +64,13 @@ export interface Passwords {
 /** Called with the seconds one hash or verification took (not counting the wait for a slot): metrics. */
 export type HashDurationObserver = (operation: 'hash' | 'verify', seconds: number) => void
 
+// bcrypt is needed only for legacy hashes: loaded at the first one, not at start.
+let bcrypt: typeof bcryptModule | undefined
+function loadBcrypt (): typeof bcryptModule {
+  bcrypt ??= createRequire(import.meta.url)('bcrypt') as typeof bcryptModule
+  return bcrypt
+}
+
 /** Password hashing bound to a HashPool: argon2id for new hashes, bcrypt still verified. */
 export async function createPasswords (concurrency: number, maxQueue?: number, onDuration?: HashDurationObserver): Promise<Passwords> {
   const pool = new HashPool(concurrency, maxQueue)
@@ -87,7 +95,7 @@ export async function createPasswords (concurrency: number, maxQueue?: number, o
       if (BCRYPT_PREFIX.test(storedHash)) {
         // bcrypt only ever used the first 72 bytes; the bcrypt package does the same truncation
         // passlib did, so legacy passwords longer than that still verify.
-        const ok = await bcrypt.compare(password, storedHash.replace(/^\$2y\$/, '$2b$'))
+        const ok = await loadBcrypt().compare(password, storedHash.replace(/^\$2y\$/, '$2b$'))
         return { ok, needsRehash: ok }
       }
       if (!storedHash.startsWith('$argon2')) return { ok: false, needsRehash: false }

@@ -2,7 +2,8 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import SQLite from 'better-sqlite3'
 import { Kysely, PostgresDialect, SqliteDialect, type Generated, type Insertable, type Selectable } from 'kysely'
-import pg from 'pg'
+import { createRequire } from 'node:module'
+import type pg from 'pg'
 import type { DatabaseConfig, Dialect } from '../config.js'
 
 export type Role = 'user' | 'admin'
@@ -97,7 +98,7 @@ const pgTypes = {
   getTypeParser (oid: number, format?: 'text' | 'binary') {
     if (oid === TIMESTAMPTZ_OID) return (value: string) => new Date(value).toISOString()
     if (oid === INT8_OID) return (value: string) => Number(value)
-    return pg.types.getTypeParser(oid, format as 'text')
+    return loadPg().types.getTypeParser(oid, format as 'text')
   }
 }
 
@@ -105,6 +106,14 @@ export interface CreateDbOptions {
   /** SQLite busy timeout and PostgreSQL connection/statement timeouts, ms. */
   timeoutMs?: number
   poolSize?: number
+}
+
+// pg is loaded only when a PostgreSQL database is opened: a SQLite deployment does not carry it
+// in memory (about 10 MB of RSS).
+let loadedPg: typeof pg | undefined
+function loadPg (): typeof pg {
+  loadedPg ??= createRequire(import.meta.url)('pg') as typeof pg
+  return loadedPg
 }
 
 /** Opens the database named by the config: better-sqlite3 (WAL, synchronous=FULL) or a pg pool. */
@@ -134,7 +143,7 @@ export function createDb (database: DatabaseConfig, options: CreateDbOptions = {
       }
     }
   }
-  const pool = new pg.Pool({
+  const pool = new (loadPg().Pool)({
     connectionString: database.location,
     max: options.poolSize ?? 10,
     connectionTimeoutMillis: timeoutMs,
@@ -192,6 +201,6 @@ export function classifyDbError (error: unknown, depth = 0): 'unavailable' | 'qu
   if (error instanceof AggregateError && error.errors.some((inner) => classifyDbError(inner, depth + 1) === 'unavailable')) return 'unavailable'
   const cause = (error as { cause?: unknown }).cause
   if (cause !== undefined && classifyDbError(cause, depth + 1) === 'unavailable') return 'unavailable'
-  if (error instanceof SQLite.SqliteError || error instanceof pg.DatabaseError) return 'query'
+  if (error instanceof SQLite.SqliteError || (loadedPg !== undefined && error instanceof loadedPg.DatabaseError)) return 'query'
   return undefined
 }

@@ -1,6 +1,7 @@
 import rateLimit from '@fastify/rate-limit'
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import { createRequire } from 'node:module'
+import type { Redis } from 'ioredis'
 import { createMemoryLockoutStore, createRedisLockoutStore, lockoutKey, type FailureResult, type LockoutStore } from '../auth/lockout.js'
 import type { RateLimit } from '../config.js'
 import { AppError } from '../errors.js'
@@ -45,7 +46,9 @@ export default fp(async (app) => {
   const { config } = app
   let redis: Redis | undefined
   if (config.rateLimits && config.redisUrl) {
-    redis = new Redis(config.redisUrl, {
+    // Loaded only when configured: without REDIS_URL the process does not carry ioredis.
+    const { Redis: RedisClient } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis')
+    redis = new RedisClient(config.redisUrl, {
       // Fail fast instead of queueing commands while disconnected: a limit check must never hang.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
