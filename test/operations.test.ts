@@ -165,7 +165,7 @@ describe('request ids and logs', () => {
     const response = await app.inject({ method: 'POST', url: '/users/signup', payload: body, headers: { 'x-request-id': 'signup-req-42' } })
     assert.equal(response.statusCode, 201)
     const mine = logs.lines.filter((line) => line.reqId === 'signup-req-42')
-    assert.deepEqual(mine.map((line) => line.msg), ['incoming request', 'user signed up', 'request completed'])
+    assert.deepEqual(mine.map((line) => line.msg), ['user signed up', 'request completed'])
     for (const line of logs.lines) {
       if (line.req !== undefined || line.res !== undefined) assert.ok(line.reqId, `request line without reqId: ${JSON.stringify(line)}`)
     }
@@ -188,7 +188,7 @@ describe('request ids and logs', () => {
     app.log.error({ err: error, headers: { authorization: `Bearer ${user.token}`, cookie: `session=${user.token}` }, body: { password: user.password, refresh_token: login.refresh_token } }, 'failure')
 
     const text = logs.text()
-    assert.ok(logs.lines.length > 10)
+    assert.ok(logs.lines.length > 6)
     for (const secret of [user.password, user.token, login.access_token, login.refresh_token, hash]) {
       assert.ok(!text.includes(secret), `a secret leaked into the logs: ${secret.slice(0, 12)}...`)
     }
