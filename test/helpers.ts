@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, type TestContext } from 'node:test'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify'
 import pg from 'pg'
-import { buildApp, type AppOverrides } from '../src/app.js'
+import { buildApp, loggerOptions, type AppOverrides } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { setUserRole } from '../src/users/users.queries.js'
 
@@ -171,4 +171,15 @@ export function useSuiteApp (options: TestAppOptions): () => TestApp {
     if (testApp === undefined) throw new Error('useSuiteApp: the app is built in a before hook; use it inside tests')
     return testApp
   }
+}
+
+/** The app's logger options writing to memory: every line kept, raw and parsed. */
+export function captureLogs () {
+  const lines: any[] = []
+  const raw: string[] = []
+  const logger = {
+    ...(loggerOptions(loadConfig({ LOG_LEVEL: 'info' })) as object),
+    stream: { write: (line: string) => { raw.push(line); lines.push(JSON.parse(line)) } }
+  }
+  return { logger, lines, text: () => raw.join('') }
 }

@@ -2,22 +2,11 @@ import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { loggerOptions } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { LATEST_MIGRATION } from '../src/db/migrate.js'
-import { authed, buildTestApp, createUser, DIALECTS, json, newUserData, signup } from './helpers.js'
+import { authed, buildTestApp, captureLogs, createUser, DIALECTS, json, newUserData, signup } from './helpers.js'
 import { connect, readUntilClose } from './server-process.js'
 
-/** A pino destination that keeps every line, parsed. */
-function captureLogs () {
-  const lines: any[] = []
-  const raw: string[] = []
-  const logger = {
-    ...(loggerOptions(loadConfig({ LOG_LEVEL: 'info' })) as object),
-    stream: { write: (line: string) => { raw.push(line); lines.push(JSON.parse(line)) } }
-  }
-  return { logger, lines, text: () => raw.join('') }
-}
 
 /** The value of one series in Prometheus text, or undefined. */
 function metric (text: string, name: string, labels: Record<string, string> = {}): number | undefined {

@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { loggerOptions } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
-import { authed, buildTestApp, createUser, newUserData } from './helpers.js'
+import { authed, buildTestApp, captureLogs, createUser, newUserData } from './helpers.js'
 
 // REQUEST_LOG: "all" (one line per request as it completes, the default) or "errors"
 // (only responses of 5xx and requests slower than SLOW_REQUEST_MS), for high request rates.
 
-function captureLogs () {
-  const lines: any[] = []
-  const raw: string[] = []
-  const logger = {
-    ...(loggerOptions(loadConfig({ LOG_LEVEL: 'info' })) as object),
-    stream: { write: (line: string) => { raw.push(line); lines.push(JSON.parse(line)) } }
-  }
-  return { logger, lines, text: () => raw.join('') }
-}
 
 describe('REQUEST_LOG', () => {
   it('all (default): one line for each request as it completes, with method, URL, status and time', async (t) => {

@@ -138,24 +138,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return '0'
 `
 
-// Ends one reservation (never below zero; a stale one counts as gone). ARGV: now, stale-after ms.
-const UNRESERVE = `
+// Lua that ends one reservation (never below zero; a stale one counts as gone); ARGV[1] is now,
+// ARGV[staleArg] the stale-after ms.
+const endReservation = (staleArg: number) => `
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved')) or 0
 local reservedAt = tonumber(redis.call('HGET', KEYS[1], 'reservedAt')) or 0
 if reserved > 0 then
-  if tonumber(ARGV[1]) - reservedAt > tonumber(ARGV[2]) then reserved = 1 end
+  if tonumber(ARGV[1]) - reservedAt > tonumber(ARGV[${staleArg}]) then reserved = 1 end
   redis.call('HSET', KEYS[1], 'reserved', reserved - 1)
 end
 `
 
+// Ends one reservation. ARGV: now, stale-after ms.
+const UNRESERVE = endReservation(2)
+
 // ARGV: now, threshold, base ms, cap ms, record ttl ms, stale-after ms.
-const REGISTER_FAILURE = `
-local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved')) or 0
-local reservedAt = tonumber(redis.call('HGET', KEYS[1], 'reservedAt')) or 0
-if reserved > 0 then
-  if tonumber(ARGV[1]) - reservedAt > tonumber(ARGV[6]) then reserved = 1 end
-  redis.call('HSET', KEYS[1], 'reserved', reserved - 1)
-end
+const REGISTER_FAILURE = endReservation(6) + `
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 local now = tonumber(ARGV[1])
 local threshold = tonumber(ARGV[2])
