@@ -7,7 +7,6 @@ import { LATEST_MIGRATION } from '../src/db/migrate.js'
 import { authed, buildTestApp, captureLogs, createUser, DIALECTS, json, newUserData, signup } from './helpers.js'
 import { connect, readUntilClose } from './server-process.js'
 
-
 /** The value of one series in Prometheus text, or undefined. */
 function metric (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
   for (const line of text.split('\n')) {
