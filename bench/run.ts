@@ -54,7 +54,9 @@ if (args.help) {
                       (Debian: apt-get install python3-fastapi python3-uvicorn python3-sqlalchemy
                       python3-passlib python3-bcrypt python3-jwt python3-email-validator)
   --check             exit 1 when a goal is missed (always exit 1 when a request failed)
-  BENCH_DATABASE_URL  a PostgreSQL server URL: adds GET on PostgreSQL (a fresh database is created and dropped)`)
+  BENCH_DATABASE_URL  a PostgreSQL server URL: adds GET on PostgreSQL (a fresh database is created and dropped)
+  BENCH_START         a shell command to start the server instead of package.json's start script (A/B runs)
+  BENCH_SERVER_X=v    sets X=v in the server's environment (A/B runs of a setting)`)
   process.exit(0)
 }
 
@@ -70,6 +72,10 @@ const JWT_SECRET = randomBytes(32).toString('base64url')
 const PASSWORD = 'bench-Password-2026'
 const FAR_FUTURE = '2099-01-01T00:00:00.000Z'
 const RUN = randomBytes(3).toString('hex')
+// The server is started by the start script itself (without its prestart build), so the bench
+// measures what `npm start` runs: the same node flags and environment defaults.
+const START_SCRIPT = process.env.BENCH_START ??
+  (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
 
 interface Row {
   scenario: string
@@ -165,11 +171,13 @@ async function startServer (databaseUrl: string, dir: string, env: Record<string
   const port = await freePort()
   // Logs go to a file, as they would to a collector: written, not thrown away.
   const logFile = openSync(join(dir, `server-${port}.log`), 'a')
-  const profile = args.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'bench/results')}`] : []
-  const child = spawn(process.execPath, [...profile, join(ROOT, 'dist/server.js')], {
-    cwd: dir,
+  // --cpu-prof is not allowed in NODE_OPTIONS: it goes right after the script's `node`.
+  const script = args.profile ? START_SCRIPT.replace(/\bnode\b/, `node --cpu-prof --cpu-prof-dir=${join(ROOT, 'bench/results')}`) : START_SCRIPT
+  // sh's exec replaces the shell: child.pid is the server's.
+  const child = spawn('/bin/sh', ['-c', script], {
+    cwd: ROOT,
     env: {
-      PATH: process.env.PATH,
+      PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
       HOST: '127.0.0.1',
       PORT: String(port),
       DATABASE_URL: databaseUrl,
@@ -427,7 +435,7 @@ function printTable (): void {
   const widths = header.map((title, i) => Math.max(title.length, ...lines.map((line) => line[i].length)))
   const format = (cells: string[]) => cells.map((cell, i) => i === 0 || i >= 6 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])).join('  ').trimEnd()
   const m = machine()
-  console.log(`\n${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB, node ${m.node}; ${CONNECTIONS} connections, ${DURATION} s per scenario, ${USERS} users, ${TOKENS} tokens, REQUEST_LOG=${args['request-log']}`)
+  console.log(`\n${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB, node ${m.node}; ${CONNECTIONS} connections, ${DURATION} s per scenario, ${USERS} users, ${TOKENS} tokens, REQUEST_LOG=${args['request-log']}, server: ${START_SCRIPT}`)
   console.log(format(header))
   console.log(widths.map((width) => '-'.repeat(width)).join('  '))
   for (const line of lines) console.log(format(line))
