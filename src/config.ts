@@ -31,6 +31,8 @@ export interface Config {
   bodyLimit: number
   /** How many password hashes may run at once (argon2 / bcrypt). */
   hashConcurrency: number
+  /** Linux: nice value of every thread but the event loop's (password hashing among them); 0: unchanged. */
+  helperThreadNice: number
   /** Believe X-Forwarded-For (only behind a proxy you control). */
   trustProxy: boolean
   /** Expose /docs and /openapi.json. */
@@ -230,6 +232,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     logLevel,
     bodyLimit: integer(env, 'BODY_LIMIT', 16 * 1024, 1024, 10 * 1024 * 1024),
     hashConcurrency: integer(env, 'HASH_CONCURRENCY', availableParallelism(), 1, 1024),
+    helperThreadNice: integer(env, 'HELPER_THREAD_NICE', 10, 0, 19),
     trustProxy: boolean(env, 'TRUST_PROXY', false),
     docs: boolean(env, 'DOCS', true),
     refreshTokenTtl: parseDuration(env, 'REFRESH_TOKEN_TTL', 30 * 86400),

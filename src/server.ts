@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from './app.js'
 import { runPrimary } from './cluster.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
+import { lowerHelperThreadPriority } from './thread-priority.js'
 
 // Entry point only: environment -> config -> app -> listen, and a graceful close on signals.
 // With WORKERS > 1 this process becomes the cluster primary and each worker runs this file too.
@@ -33,6 +34,8 @@ try {
 async function serve (config: Config): Promise<void> {
   const app = await buildApp(config)
   app.log.info({ database: config.database.display }, 'database ready')
+  const lowered = await lowerHelperThreadPriority(config.helperThreadNice)
+  if (lowered > 0) app.log.info({ threads: lowered, nice: config.helperThreadNice }, 'helper threads (password hashing) run at a lower priority than the event loop')
 
   let closing = false
   const shutdown = async (signal: NodeJS.Signals) => {

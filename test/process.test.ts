@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it, type TestContext } from 'node:test'
@@ -144,6 +144,39 @@ describe('npm start', () => {
     server.child.kill('SIGTERM')
     assert.deepEqual(await server.exited, { code: 0, signal: null })
     assert.ok(server.logs().some((line) => line.msg === 'shut down cleanly'), 'the server itself shut down, not only npm')
+  })
+})
+
+/** The nice value of each thread of a process, by thread id (Linux /proc). */
+function threadNiceValues (pid: number): Map<number, number> {
+  const values = new Map<number, number>()
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    // Fields after "(comm) ": state is field 3, nice field 19.
+    values.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]))
+  }
+  return values
+}
+
+describe('server process thread priority', { skip: process.platform !== 'linux' && 'thread priorities are set on Linux only' }, () => {
+  it('runs every thread but the event loop at HELPER_THREAD_NICE (10 by default), so hashing yields to requests', async (t) => {
+    const server = await startServer(t, { DATA_DIR: tempDir(t) }, { cwd: tempDir(t) })
+    const line = await server.waitForLog((entry) => entry.nice !== undefined)
+    assert.equal(line.nice, 10)
+    const pid = server.child.pid!
+    const nice = threadNiceValues(pid)
+    assert.equal(nice.get(pid), 0, 'the event loop keeps its priority')
+    const helpers = [...nice].filter(([tid]) => tid !== pid)
+    assert.ok(helpers.length >= 4, `libuv's pool alone has 4 threads; found ${helpers.length}`)
+    assert.deepEqual(helpers.filter(([, value]) => value !== 10), [], 'every other thread runs at nice 10')
+    assert.equal(line.threads, helpers.length)
+  })
+
+  it('HELPER_THREAD_NICE=0 leaves every thread as it was', async (t) => {
+    const server = await startServer(t, { DATA_DIR: tempDir(t), HELPER_THREAD_NICE: '0' }, { cwd: tempDir(t) })
+    assert.equal((await request(`${server.url}/health/ready`)).status, 200)
+    assert.deepEqual([...threadNiceValues(server.child.pid!).values()].filter((value) => value !== 0), [])
+    assert.ok(!server.logs().some((entry) => entry.nice !== undefined))
   })
 })
 
