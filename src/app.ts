@@ -151,7 +151,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   registerErrorHandler(app)
 
   const now = overrides.now ?? Date.now
-  const db = overrides.db ?? createDb(config.database, { timeoutMs: config.dbTimeoutMs })
+  const db = overrides.db ?? createDb(config.database, { timeoutMs: config.dbTimeoutMs, poolSize: config.dbPoolSize })
   try {
     await migrateToLatest(db)
   } catch (error) {

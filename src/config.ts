@@ -54,6 +54,8 @@ export interface Config {
   /** Password hashes allowed to wait for a free hashing slot before requests get a fast 503. */
   hashQueueLimit: number
   /** SQLite busy timeout and PostgreSQL connect timeout, ms: how long a request waits for the database before a 503. */
+  /** PostgreSQL: connections in this process's pool. */
+  dbPoolSize: number
   dbTimeoutMs: number
   /** Seconds in-flight requests get to finish after SIGTERM/SIGINT before their connections are cut. */
   shutdownGrace: number
@@ -251,6 +253,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     redisUrl: redisUrl(env),
     hashQueueLimit: integer(env, 'HASH_QUEUE_LIMIT', 256, 0, 100000),
     dbTimeoutMs: integer(env, 'DB_TIMEOUT_MS', 2000, 50, 600000),
+    dbPoolSize: integer(env, 'DB_POOL_SIZE', 10, 1, 1000),
     shutdownGrace: parseDuration(env, 'SHUTDOWN_GRACE', 25),
     shutdownDelay: parseDuration(env, 'SHUTDOWN_DELAY', 0, 0),
     ...serverTimeouts(env),

@@ -258,11 +258,26 @@ describe('server timeouts', () => {
     assert.throws(() => loadConfig({ HEADERS_TIMEOUT: '60', REQUEST_TIMEOUT: '30' }), /HEADERS_TIMEOUT/)
     assert.throws(() => loadConfig({ WORKERS: 'many' }), /WORKERS/)
     assert.throws(() => loadConfig({ DB_TIMEOUT_MS: '5' }), /DB_TIMEOUT_MS/)
+    assert.throws(() => loadConfig({ DB_POOL_SIZE: '0' }), /DB_POOL_SIZE/)
+    assert.equal(loadConfig({}).dbPoolSize, 10)
     assert.throws(() => loadConfig({ METRICS_TOKEN: 'short' }), /METRICS_TOKEN/)
     assert.throws(() => loadConfig({ SHUTDOWN_GRACE: '0' }), /SHUTDOWN_GRACE/)
     assert.equal(loadConfig({ SHUTDOWN_DELAY: '0' }).shutdownDelay, 0)
     assert.equal(loadConfig({}).shutdownGrace, 25)
     assert.equal(loadConfig({}).workers, 1)
     assert.ok(loadConfig({ WORKERS: 'auto' }).workers >= 1)
+  })
+})
+
+const postgres = DIALECTS.find((dialect) => dialect.name === 'postgres')!
+describe('DB_POOL_SIZE', { skip: postgres.skip }, () => {
+  it('sizes the PostgreSQL pool: at most that many connections, however many requests wait', async (t) => {
+    const { app } = await buildTestApp(t, { dialect: 'postgres', env: { DB_POOL_SIZE: '2' } })
+    const user = await createUser(app)
+    const pool = app.db.pool!
+    const responses = await Promise.all(Array.from({ length: 12 }, () => authed(app, user.token, { method: 'GET', url: `/users/${user.id}` })))
+    assert.deepEqual([...new Set(responses.map((response) => response.statusCode))], [200])
+    assert.equal(pool.options.max, 2)
+    assert.ok(pool.totalCount <= 2, `${pool.totalCount} connections`)
   })
 })
