@@ -54,9 +54,9 @@ export interface Config {
   /** Password hashes allowed to wait for a free hashing slot before requests get a fast 503. */
   hashQueueLimit: number
   /** SQLite busy timeout and PostgreSQL connect timeout, ms: how long a request waits for the database before a 503. */
+  dbTimeoutMs: number
   /** PostgreSQL: connections in this process's pool. */
   dbPoolSize: number
-  dbTimeoutMs: number
   /** Seconds in-flight requests get to finish after SIGTERM/SIGINT before their connections are cut. */
   shutdownGrace: number
   /** Seconds readiness reports 503 (while still serving) before the server stops accepting: lets a load balancer drain. */

@@ -1,6 +1,6 @@
 import { destination } from 'pino'
 
-// Lines logged in one turn of the event loop, written together right after it.
+// A turn's batch this long is written at once, without waiting for the turn to end.
 const MAX_BATCH_CHARS = 64 * 1024
 
 export interface LogDestination {
