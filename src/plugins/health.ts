@@ -56,8 +56,10 @@ export default fp(async (app) => {
   app.addHook('preClose', async () => {
     draining = true
   })
-  app.addHook('onSend', async (_request, reply) => {
+  // Callback style, not async: this runs on every response and a promise per hook adds up.
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (draining) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   app.get('/health/live', {
