@@ -535,8 +535,10 @@ async function main (): Promise<number> {
     notes.push(`soak: RSS ${first.toFixed(1)} MB average in the first minute, ${last.toFixed(1)} MB in the last (${(((last - first) / first) * 100).toFixed(1)}%)`)
     row.goal = { text: 'RSS flat (last minute within 10% of first)', met: Math.abs(last - first) / first <= 0.1 }
   }
-  const peak = Math.max(...server.rss.samples.map((s) => s.mb))
-  notes.push(`server RSS peak over the whole run: ${peak.toFixed(0)} MB (goal < 150 MB: ${peak < 150 ? 'ok' : 'MISSED'})`)
+  // The RSS goal covers every single-process server of the run (10k and 1M users on SQLite,
+  // PostgreSQL); WORKERS=auto is several processes by design and reported in its own row.
+  let peak = Math.max(...server.rss.samples.map((s) => s.mb))
+  const peakOf = (other: Server) => { peak = Math.max(peak, ...other.rss.samples.map((s) => s.mb)) }
   await server.stop()
 
   if (SCALE_USERS > 0) {
@@ -552,6 +554,7 @@ async function main (): Promise<number> {
     const row = await measured(scaleServer, `GET /users/{id}, SQLite, ${SCALE_USERS} users`, () => load(scaleServer.url, { requests: getRequests(scaleTokens) }))
     row.ratio = vsCeiling(row.rps)
     if (getRps > 0) row.goal = { text: `within 15% of ${USERS} users (${getRps.toFixed(0)}/s)`, met: row.rps >= getRps * 0.85 }
+    peakOf(scaleServer)
     await scaleServer.stop()
   }
 
@@ -579,8 +582,11 @@ async function main (): Promise<number> {
     const row = await measured(pgServer, 'GET /users/{id}, PostgreSQL', () => load(pgServer.url, { requests: getRequests(tokens) }))
     row.ratio = vsCeiling(row.rps)
     row.goal = { text: '>= 20% of ceiling', met: (row.ratio?.value ?? 0) >= 0.2 && row.errors === 0 }
+    peakOf(pgServer)
     await pgServer.stop()
   }
+  const servers = ['SQLite', ...(SCALE_USERS > 0 ? [`${SCALE_USERS} users`] : []), ...(pgAdmin && ONLY.has('pg') ? ['PostgreSQL'] : [])].join(', ')
+  notes.push(`server RSS peak over the whole run (servers: ${servers}; not WORKERS=auto): ${peak.toFixed(0)} MB (goal < 150 MB: ${peak < 150 ? 'ok' : 'MISSED'})`)
 
   if (args.fastapi) await fastapiReference(dir)
 
