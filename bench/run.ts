@@ -537,8 +537,8 @@ async function main (): Promise<number> {
   }
   // The RSS goal covers every single-process server of the run (10k and 1M users on SQLite,
   // PostgreSQL); WORKERS=auto is several processes by design and reported in its own row.
-  let peak = Math.max(...server.rss.samples.map((s) => s.mb))
-  const peakOf = (other: Server) => { peak = Math.max(peak, ...other.rss.samples.map((s) => s.mb)) }
+  const peakOf = (one: Server) => Math.max(...one.rss.samples.map((s) => s.mb))
+  let peak = peakOf(server)
   await server.stop()
 
   if (SCALE_USERS > 0) {
@@ -554,7 +554,7 @@ async function main (): Promise<number> {
     const row = await measured(scaleServer, `GET /users/{id}, SQLite, ${SCALE_USERS} users`, () => load(scaleServer.url, { requests: getRequests(scaleTokens) }))
     row.ratio = vsCeiling(row.rps)
     if (getRps > 0) row.goal = { text: `within 15% of ${USERS} users (${getRps.toFixed(0)}/s)`, met: row.rps >= getRps * 0.85 }
-    peakOf(scaleServer)
+    peak = Math.max(peak, peakOf(scaleServer))
     await scaleServer.stop()
   }
 
@@ -582,7 +582,7 @@ async function main (): Promise<number> {
     const row = await measured(pgServer, 'GET /users/{id}, PostgreSQL', () => load(pgServer.url, { requests: getRequests(tokens) }))
     row.ratio = vsCeiling(row.rps)
     row.goal = { text: '>= 20% of ceiling', met: (row.ratio?.value ?? 0) >= 0.2 && row.errors === 0 }
-    peakOf(pgServer)
+    peak = Math.max(peak, peakOf(pgServer))
     await pgServer.stop()
   }
   const servers = ['SQLite', ...(SCALE_USERS > 0 ? [`${SCALE_USERS} users`] : []), ...(pgAdmin && ONLY.has('pg') ? ['PostgreSQL'] : [])].join(', ')
