@@ -85,6 +85,8 @@ interface Row {
   errors: number
   /** Peak server RSS during the scenario, MB. */
   rssMb?: number
+  /** Server CPU time (user + system, all its threads and child processes) per request, microseconds. */
+  cpuUs?: number
   ratio?: { to: string, value: number }
   goal?: { text: string, met: boolean }
 }
@@ -151,6 +153,33 @@ function rssSampler (pid: number) {
   }
 }
 
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100
+
+/** CPU seconds (user + system) a process and its children (cluster workers) have used so far. */
+function cpuSeconds (pid: number): number {
+  const ticks = (id: number) => {
+    try {
+      // Fields after the command's closing parenthesis: state is the 1st, utime the 12th, stime the 13th.
+      const fields = readFileSync(`/proc/${id}/stat`, 'utf8').split(') ')[1].split(' ')
+      return Number(fields[11]) + Number(fields[12])
+    } catch {
+      return 0
+    }
+  }
+  let children: number[] = []
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+  } catch { /* gone */ }
+  return (ticks(pid) + children.reduce((sum, child) => sum + ticks(child), 0)) / CLOCK_TICKS
+}
+
+/** Runs a load and adds the server's CPU microseconds per completed request to its result. */
+async function withCpu (pid: number, run: () => Promise<Result>): Promise<{ result: Result, cpuUs: number }> {
+  const before = cpuSeconds(pid)
+  const result = await run()
+  return { result, cpuUs: ((cpuSeconds(pid) - before) * 1e6) / Math.max(1, result.requests.total) }
+}
+
 function stopChild (child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve()
@@ -203,14 +232,14 @@ async function startServer (databaseUrl: string, dir: string, env: Record<string
 }
 
 /** A constant request's bare ceiling: node:http answering the same-sized JSON. */
-async function startCeiling (body: string): Promise<{ url: string, stop: () => Promise<void> }> {
+async function startCeiling (body: string): Promise<{ url: string, pid: number, stop: () => Promise<void> }> {
   const port = await freePort()
   const child = spawn(process.execPath, [join(ROOT, 'bench/ceiling.mjs')], { env: { PORT: String(port), BODY: body }, stdio: 'inherit' })
   const url = `http://127.0.0.1:${port}`
   await waitFor(url)
   const stop = () => stopChild(child)
   cleanups.push(stop)
-  return { url, stop }
+  return { url, pid: child.pid!, stop }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,14 +332,14 @@ async function load (url: string, options: { requests: Request[], duration?: num
 function record (scenario: string, result: Result, extra: Partial<Row> = {}): Row {
   const row: Row = { scenario, rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: failures(result), ...extra }
   rows.push(row)
-  log(`${scenario}: ${row.rps.toFixed(0)} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms, failed ${row.errors}${row.rssMb ? `, RSS peak ${row.rssMb.toFixed(0)} MB` : ''}`)
+  log(`${scenario}: ${row.rps.toFixed(0)} req/s, p50 ${row.p50} ms, p99 ${row.p99} ms, failed ${row.errors}${row.cpuUs ? `, server CPU ${row.cpuUs.toFixed(0)} us/request` : ''}${row.rssMb ? `, RSS peak ${row.rssMb.toFixed(0)} MB` : ''}`)
   return row
 }
 
 async function measured (server: Server, scenario: string, run: () => Promise<Result>, extra: Partial<Row> = {}): Promise<Row> {
   const start = Date.now()
-  const result = await run()
-  return record(scenario, result, { rssMb: server.rss.peakSince(start), ...extra })
+  const { result, cpuUs } = await withCpu(server.pid, run)
+  return record(scenario, result, { rssMb: server.rss.peakSince(start), cpuUs, ...extra })
 }
 
 /** The raw argon2id throughput of this machine, in this process, at the server's hashing concurrency. */
@@ -420,20 +449,21 @@ function machine () {
 }
 
 function printTable (): void {
-  const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'failed', 'RSS MB', 'ratio', 'goal', '']
+  const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'failed', 'CPU us/req', 'RSS MB', 'ratio', 'goal', '']
   const lines = rows.map((row) => [
     row.scenario,
     row.rps.toFixed(0),
     String(row.p50),
     String(row.p99),
     String(row.errors),
+    row.cpuUs ? row.cpuUs.toFixed(0) : '',
     row.rssMb ? row.rssMb.toFixed(0) : '',
     row.ratio ? `${(row.ratio.value * 100).toFixed(0)}% of ${row.ratio.to}` : '',
     row.goal?.text ?? '',
     row.goal ? (row.goal.met ? 'ok' : 'MISSED') : ''
   ])
   const widths = header.map((title, i) => Math.max(title.length, ...lines.map((line) => line[i].length)))
-  const format = (cells: string[]) => cells.map((cell, i) => i === 0 || i >= 6 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])).join('  ').trimEnd()
+  const format = (cells: string[]) => cells.map((cell, i) => i === 0 || i >= 7 ? cell.padEnd(widths[i]) : cell.padStart(widths[i])).join('  ').trimEnd()
   const m = machine()
   console.log(`\n${m.cpu}, ${m.cores} cores, ${m.memoryGb} GiB, node ${m.node}; ${CONNECTIONS} connections, ${DURATION} s per scenario, ${USERS} users, ${TOKENS} tokens, REQUEST_LOG=${args['request-log']}, server: ${START_SCRIPT}`)
   console.log(format(header))
@@ -466,7 +496,8 @@ async function main (): Promise<number> {
   let ceilingRps = 0
   if (ONLY.has('ceiling')) {
     const ceiling = await startCeiling(sample)
-    const row = record('ceiling: bare node:http, same JSON', await load(ceiling.url, { requests: getRequests(tokens) }))
+    const { result, cpuUs } = await withCpu(ceiling.pid, () => load(ceiling.url, { requests: getRequests(tokens) }))
+    const row = record('ceiling: bare node:http, same JSON', result, { cpuUs })
     ceilingRps = row.rps
     await ceiling.stop()
   }
@@ -483,7 +514,8 @@ async function main (): Promise<number> {
     const url = `http://127.0.0.1:${port}`
     await waitFor(url, 20_000, true)
     await load(url, { requests: getRequests(tokens), duration: 3 })
-    const row = record(`lean route: ${framework ? 'bare Fastify' : 'node:http'} + fast-jwt + prepared SQLite`, await load(url, { requests: getRequests(tokens) }))
+    const { result, cpuUs } = await withCpu(child.pid!, () => load(url, { requests: getRequests(tokens) }))
+    const row = record(`lean route: ${framework ? 'bare Fastify' : 'node:http'} + fast-jwt + prepared SQLite`, result, { cpuUs })
     row.ratio = vsCeiling(row.rps)
     await stopChild(child)
   }
