@@ -174,6 +174,11 @@ describe('request ids and logs', () => {
     // What error logs may carry: an error with secret fields, headers, a nested body.
     const error = Object.assign(new Error('boom'), { password: user.password, token: user.token, hashed_password: hash })
     app.log.error({ err: error, headers: { authorization: `Bearer ${user.token}`, cookie: `session=${user.token}` }, body: { password: user.password, refresh_token: login.refresh_token } }, 'failure')
+    // Headers under req or res: their serializers keep none (no redaction path covers them).
+    app.log.warn({
+      req: { method: 'GET', url: '/users/1', headers: { authorization: `Bearer ${user.token}`, cookie: `session=${login.refresh_token}` } },
+      res: { statusCode: 200, headers: { 'set-cookie': `session=${login.access_token}` } }
+    }, 'with headers')
 
     const text = logs.text()
     assert.ok(logs.lines.length > 6)
@@ -187,6 +192,8 @@ describe('request ids and logs', () => {
     assert.equal(failure.headers.cookie, '[redacted]')
     assert.equal(failure.body.refresh_token, '[redacted]')
     assert.ok(logs.lines.some((line) => String(line.req?.url).includes('access_token=[redacted]&password=[redacted]')))
+    const withHeaders = logs.lines.find((line) => line.msg === 'with headers')
+    assert.deepEqual([withHeaders.req.url, withHeaders.req.headers, withHeaders.res], ['/users/1', undefined, { statusCode: 200 }])
   })
 })
 
