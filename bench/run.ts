@@ -528,6 +528,12 @@ async function main (): Promise<number> {
     row.ratio = vsCeiling(row.rps)
     row.goal = { text: '>= 35% of ceiling, p99 <= 10 ms', met: (row.ratio?.value ?? 0) >= 0.35 && row.p99 <= 10 && row.errors === 0 }
     getRps = row.rps
+    // Throughput ratios move with the load generator's share of the two cores; CPU time per
+    // request is the server's own cost, so this comparison holds across hosts and runs.
+    const lean = rows.filter((other) => other.scenario.startsWith('lean route') && other.cpuUs)
+    if (row.cpuUs && lean.length > 0) {
+      notes.push(`server CPU per GET: ${row.cpuUs.toFixed(0)} us, ${lean.map((other) => `${(row.cpuUs! / other.cpuUs!).toFixed(2)}x the ${other.scenario.replace(/^lean route: (\S+( Fastify)?).*/, 'lean route on $1')} (${other.cpuUs!.toFixed(0)} us)`).join(', ')}`)
+    }
   }
 
   if (ONLY.has('workers')) {
