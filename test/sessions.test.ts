@@ -470,3 +470,18 @@ for (const dialect of DIALECTS) {
     })
   })
 }
+
+describe('expires_in', () => {
+  it('is the full ACCESS_TOKEN_TTL for a fresh pair, even when the clock passes a second during the request', async (t) => {
+    // Each reading of this clock is one second after the previous one, as if every step of the
+    // request (lockout check, database commit, ...) ended in the next second.
+    let current = Date.parse('2026-01-01T00:00:00.500Z')
+    const now = () => (current += SECOND)
+    const { app } = await buildTestApp(t, { dialect: 'sqlite', env: { ACCESS_TOKEN_TTL: '2m' }, overrides: { now } })
+    const user = await signup(app)
+    const pair = await loginPair(app, user.email, user.password)
+    assert.equal(pair.expires_in, 120)
+    const rotated = await refreshPair(app, pair.refresh_token)
+    assert.equal(rotated.expires_in, 120)
+  })
+})

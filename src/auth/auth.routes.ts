@@ -29,10 +29,15 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
   /** Sliding expiry, never past the session's absolute lifetime. */
   const sessionExpiry = (createdAt: string, now: number) =>
     iso(Math.min(now + config.refreshTokenTtl * 1000, Date.parse(createdAt) + config.sessionMaxAge * 1000))
-  const tokenPair = (userId: number, sessionId: string, refreshToken: string, issuedAt: number) => ({
+  /**
+   * expires_in counts from the request's own clock reading (`now`), not a later one: a fresh
+   * token always says its full ACCESS_TOKEN_TTL (a database commit that ends in the next second
+   * made it one less), a pair replayed within the refresh grace says what is left of it.
+   */
+  const tokenPair = (userId: number, sessionId: string, refreshToken: string, issuedAt: number, now: number) => ({
     access_token: app.tokens.sign(userId, sessionId, issuedAt),
     token_type: 'bearer' as const,
-    expires_in: Math.max(0, Math.floor(issuedAt / 1000) + config.accessTokenTtl - Math.floor(app.now() / 1000)),
+    expires_in: Math.max(0, Math.floor(issuedAt / 1000) + config.accessTokenTtl - Math.floor(now / 1000)),
     refresh_token: refreshToken
   })
 
@@ -116,7 +121,7 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
     })
     request.log.info({ userId: user.id }, 'user logged in')
     app.metrics.loginAttempts.inc({ outcome: 'success' })
-    return tokenPair(user.id, sessionId, refreshToken, now)
+    return tokenPair(user.id, sessionId, refreshToken, now, now)
   })
 
   app.post('/users/refresh', {
@@ -161,7 +166,7 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       request.log.warn({ userId: outcome.row.user_id }, 'refresh token reuse detected: session revoked')
       throw new AppError(401, 'Refresh token was already used; the session has been ended. Log in again', { 'www-authenticate': 'Bearer error="invalid_token"' })
     }
-    return tokenPair(outcome.row.user_id, outcome.row.session_id, next, outcome.issuedAt)
+    return tokenPair(outcome.row.user_id, outcome.row.session_id, next, outcome.issuedAt, now)
   })
 
   app.post('/users/logout', {
