@@ -122,6 +122,15 @@ async function waitFor (url: string, timeoutMs = 20_000, anyStatus = false): Pro
   throw new Error(`${url} did not answer within ${timeoutMs} ms`)
 }
 
+/** The process and its children (cluster workers), from /proc; just the process once it has ended. */
+function processTree (pid: number): number[] {
+  try {
+    return [pid, ...readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)]
+  } catch {
+    return [pid]
+  }
+}
+
 /** Samples the resident set size (VmRSS) of a process and its children (cluster workers) every 250 ms. */
 function rssSampler (pid: number) {
   const samples: Array<{ at: number, mb: number }> = []
@@ -132,15 +141,8 @@ function rssSampler (pid: number) {
       return 0
     }
   }
-  const children = () => {
-    try {
-      return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
-    } catch {
-      return []
-    }
-  }
   const read = () => {
-    const kb = rssKb(pid) + children().reduce((sum, child) => sum + rssKb(child), 0)
+    const kb = processTree(pid).reduce((sum, id) => sum + rssKb(id), 0)
     if (kb) samples.push({ at: Date.now(), mb: kb / 1024 })
   }
   read()
@@ -160,17 +162,14 @@ function cpuSeconds (pid: number): number {
   const ticks = (id: number) => {
     try {
       // Fields after the command's closing parenthesis: state is the 1st, utime the 12th, stime the 13th.
-      const fields = readFileSync(`/proc/${id}/stat`, 'utf8').split(') ')[1].split(' ')
+      const stat = readFileSync(`/proc/${id}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
       return Number(fields[11]) + Number(fields[12])
     } catch {
       return 0
     }
   }
-  let children: number[] = []
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
-  } catch { /* gone */ }
-  return (ticks(pid) + children.reduce((sum, child) => sum + ticks(child), 0)) / CLOCK_TICKS
+  return processTree(pid).reduce((sum, id) => sum + ticks(id), 0) / CLOCK_TICKS
 }
 
 /** Runs a load and adds the server's CPU microseconds per completed request to its result. */
