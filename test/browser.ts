@@ -1,0 +1,35 @@
+import { existsSync } from 'node:fs'
+import { chromium, type Browser } from 'playwright-core'
+
+// Debian's Chromium, driven by playwright-core; nothing here downloads a browser. `.ci/run`
+// installs the package; elsewhere the browser suites skip, with this reason shown, when it is
+// missing (and fail under CI=true, where a skip would hide a regression).
+
+export const CHROMIUM = '/usr/bin/chromium'
+
+export const BROWSER_SKIP: string | false = existsSync(CHROMIUM)
+  ? false
+  : process.env.CI === 'true' ? false : `${CHROMIUM} is missing (apt-get install -y chromium)`
+
+type After = { after: (fn: () => Promise<void> | void) => void }
+
+/**
+ * A headless Chromium, closed when the test (or suite) ends. playwright-core starts it with a
+ * fresh, empty --user-data-dir of its own (a temporary profile it removes on close); pages get
+ * isolated contexts from browser.newContext().
+ */
+export async function launchBrowser (t: After): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)`)
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'
+    ]
+  })
+  t.after(async () => {
+    await browser.close()
+  })
+  return browser
+}
