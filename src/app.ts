@@ -14,6 +14,7 @@ import { createDb, type Db } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import emailPlugin from './email/email.plugin.js'
 import { linkKey } from './email/links.js'
+import { loadTemplates } from './email/templates.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
 import healthPlugin from './plugins/health.js'
@@ -153,6 +154,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   registerErrorHandler(app)
 
   const now = overrides.now ?? Date.now
+  // Before the database opens: a bad MAIL_TEMPLATES_DIR stops the start with nothing to clean up.
+  const templates = loadTemplates(config.mail.templatesDir)
   const db = overrides.db ?? createDb(config.database, { timeoutMs: config.dbTimeoutMs, poolSize: config.dbPoolSize })
   try {
     await migrateToLatest(db)
@@ -175,7 +178,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     now
   })
   await app.register(limitsPlugin)
-  await app.register(emailPlugin, { key: linkKey(secret) })
+  await app.register(emailPlugin, { key: linkKey(secret), templates })
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
   await app.register(healthPlugin)
