@@ -1,20 +1,21 @@
 // npm run bench [-- options]: load benchmarks of the real built server, run as a child process
 // and loaded by wrk from the same machine (server and load generator share its cores; that is the
 // rule here). Each scenario is a file in bench/scenarios/; this runner reads the options, runs
-// the scenarios in order, prints the table and the goals, writes bench/results/latest.json,
-// and exits 1 if any request failed (with --check, also if a goal was missed).
+// the scenarios in order, prints the table and the goals, writes bench/results/latest.json and
+// the SVG charts, and exits 1 if any request failed (with --check, also if a goal was missed).
 // Not part of npm test.
 //
 // Adding a scenario: write bench/scenarios/<name>.ts exporting a `Scenario` (see
 // bench/lib/bench.ts and any scenario here), and add it to SCENARIOS below.
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os'
-import { join, relative } from 'node:path'
+import { basename, join, relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { hashPassword } from './lib/argon2.js'
 import { createBench, type Scenario, type Settings } from './lib/bench.js'
+import { writeCharts } from './lib/charts.js'
 import { failures, formatGoals, formatTable, rowJson } from './lib/report.js'
 import { mintTokens, seedSqlite } from './lib/seed.js'
 import { ROOT } from './lib/servers.js'
@@ -54,6 +55,7 @@ const { values: args } = parseArgs({
     soak: { type: 'string', default: '0' },
     only: { type: 'string', default: '' },
     'request-log': { type: 'string', default: 'all' },
+    charts: { type: 'string', default: '' },
     'skip-build': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     fastapi: { type: 'boolean', default: false },
@@ -79,6 +81,7 @@ if (args.help) {
                       (Debian: apt-get install ${FASTAPI_PACKAGES})
   --only a,b          run only these scenarios (--scale, --soak and --fastapi add theirs)
   --request-log M     REQUEST_LOG of the server (all | errors; default all, the production default)
+  --charts DIR        also copy the run's SVG charts into DIR (relative to the repository), e.g. docs/
   --skip-build        use dist/ as it is
   --profile           run our server and the lean routes with --cpu-prof (profiles land in bench/results/)
   --check             exit 1 when a goal is missed (always exit 1 when a request failed)
@@ -90,7 +93,7 @@ Scenarios, in the order they run:
 ${SCENARIOS.map((scenario) => `  ${scenario.name.padEnd(width)}  ${scenario.description}${scenario.requires ? ` [needs ${scenario.requires.option}]` : ''}`).join('\n')}
 
 The load generator is wrk (Debian's package \`wrk\`; installed with apt-get when missing and run as root).
-Results: bench/results/latest.json.`)
+Results: bench/results/latest.json, bench/results/bench-throughput.svg and bench-latency.svg.`)
   process.exit(0)
 }
 
@@ -215,6 +218,7 @@ async function main (cleanups: Array<() => Promise<void> | void>): Promise<numbe
 
   mkdirSync(RESULTS, { recursive: true })
   const at = new Date().toISOString()
+  const charts = writeCharts(state.rows, RESULTS, `${at.slice(0, 10)}, ${m.cpu} (${m.cores} cores), node ${process.version}, ${wrkVersion.replace(/ \[.*$/, '')}, ${settings.connections} connections, ${settings.duration} s per run`)
   const results = {
     at,
     node: process.version,
@@ -226,7 +230,14 @@ async function main (cleanups: Array<() => Promise<void> | void>): Promise<numbe
     notes: state.notes
   }
   writeFileSync(join(RESULTS, 'latest.json'), JSON.stringify(results, null, 2) + '\n')
-  console.log(`\nwritten: ${relative(ROOT, join(RESULTS, 'latest.json'))}`)
+  console.log(`\nwritten: ${[join(RESULTS, 'latest.json'), ...charts].map((file) => relative(ROOT, file)).join(', ')}`)
+  if (args.charts) {
+    const target = resolve(ROOT, args.charts)
+    mkdirSync(target, { recursive: true })
+    const copies = charts.map((file) => join(target, basename(file)))
+    charts.forEach((file, i) => copyFileSync(file, copies[i]))
+    console.log(`copied: ${copies.map((file) => relative(ROOT, file)).join(', ')}`)
+  }
 
   const failed = state.rows.filter((row) => failures(row) > 0)
   if (failed.length > 0) console.error(`FAILED requests in: ${failed.map((row) => row.label).join(', ')}`)
