@@ -64,3 +64,17 @@ export function sampleRss (pid: number): RssSampler {
     stop: () => clearInterval(timer)
   }
 }
+
+/**
+ * Waits until the process (and its children) use less than a tenth of a core over half a second,
+ * at most `maxMs`: a load generator that stops leaves the requests it abandoned to the server.
+ */
+export async function waitUntilIdle (pid: number, maxMs = 30_000): Promise<boolean> {
+  const deadline = Date.now() + maxMs
+  while (Date.now() < deadline) {
+    const before = cpuSeconds(pid)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    if (cpuSeconds(pid) - before < 0.05) return true
+  }
+  return false
+}

@@ -1,9 +1,11 @@
 // POST /users/login: bound by argon2id, so measured against the raw verify rate of this machine.
 // The raw rate of a shared machine drifts by tens of percent within a minute, so each run is
-// bracketed: raw rate just before and just after it, and the run's ratio is to their mean.
+// bracketed: raw rate just before and just after it (once the server is idle again), and the
+// run's ratio is to their mean.
 import { median, type Bench, type Row, type Scenario } from '../lib/bench.js'
 import { rawArgon2 } from '../lib/argon2.js'
 import { logins } from '../lib/loads.js'
+import { waitUntilIdle } from '../lib/proc.js'
 import type { WrkLoad } from '../lib/wrk.js'
 
 /** Runs `load` --runs times on our main server, each run between two raw argon2id measurements. */
@@ -16,6 +18,8 @@ export async function measureAgainstRawArgon2 (bench: Bench, operation: 'verify'
   const ratios: number[] = []
   for (let i = 1; i <= settings.runs; i++) {
     const run = await bench.measureRun(server, () => bench.wrk(server.url, load()))
+    // The hashes wrk left in flight when it stopped would slow the raw measurement down.
+    if (!await waitUntilIdle(server.pid)) bench.note(`${label}: the server was still busy 30 s after run ${i}`)
     raws.push(await raw())
     const reference = (raws[i - 1] + raws[i]) / 2
     run.extra = { [`raw ${operation}/s`]: reference }
