@@ -3,7 +3,7 @@
 // runner (bench/run.ts) gives each one a `Bench` and prints, charts and checks what they recorded.
 import { join } from 'node:path'
 import { authenticatedGets } from './loads.js'
-import { cpuSeconds } from './proc.js'
+import { cpuSeconds, waitUntilIdle } from './proc.js'
 import type { UserToken } from './seed.js'
 import { ROOT, startApiServer, startProcess, type Target } from './servers.js'
 import { runWrk, type WrkLoad, type WrkResult } from './wrk.js'
@@ -137,7 +137,7 @@ export interface Bench {
   wrk: (url: string, load: LoadOptions) => Promise<WrkResult>
   /** Runs a load once, with the target's CPU per request and RSS peak. */
   measureRun: (target: Target, load: () => Promise<WrkResult>, options?: { fixedRate?: number }) => Promise<Run>
-  /** Warm-up, then the runs; records and returns the row. */
+  /** Warm-up, then the runs, each on an idle server; records and returns the row. */
   measure: (options: MeasureOptions) => Promise<Row>
   /** Records a row measured another way. */
   addRow: (row: Omit<Row, 'scenario' | 'kind' | 'goals'> & Partial<Pick<Row, 'kind' | 'goals'>>) => Row
@@ -276,6 +276,9 @@ export function createBench (base: {
       const runs: Run[] = []
       const count = options.runs ?? settings.runs
       for (let i = 1; i <= count; i++) {
+        // Each run starts on an idle server: requests wrk abandoned when the last load stopped
+        // (a hundred logins queued for hashing, say) would run into this one.
+        await waitUntilIdle(options.target.pid)
         const run = await measureRun(options.target, () => options.load(duration), { fixedRate: options.fixedRate })
         log(`${options.label}${count > 1 ? ` (run ${i} of ${count})` : ''}: ${formatRun(run)}`)
         runs.push(run)
