@@ -42,6 +42,9 @@ const SCENARIOS: Scenario[] = [ceiling, lean, leanFastify, get, rate, workers, l
 
 const RESULTS = join(ROOT, 'bench/results')
 
+/** A mistake in how the bench was called, or a missing tool: its message is all the user needs. */
+class UsageError extends Error {}
+
 const { values: args } = parseArgs({
   options: {
     duration: { type: 'string', default: '10' },
@@ -99,13 +102,13 @@ Results: bench/results/latest.json, bench/results/bench-throughput.svg and bench
 
 function count (name: string, value: string, minimum: number): number {
   const number = Number(value)
-  if (!Number.isInteger(number) || number < minimum) throw new Error(`--${name} must be a whole number >= ${minimum}, not "${value}"`)
+  if (!Number.isInteger(number) || number < minimum) throw new UsageError(`--${name} must be a whole number >= ${minimum}, not "${value}"`)
   return number
 }
 
 function readSettings (): Settings {
   const users = count('users', args.users!, 1)
-  if (!['all', 'errors'].includes(args['request-log']!)) throw new Error(`--request-log must be all or errors, not "${args['request-log']}"`)
+  if (!['all', 'errors'].includes(args['request-log']!)) throw new UsageError(`--request-log must be all or errors, not "${args['request-log']}"`)
   return {
     duration: count('duration', args.duration!, 1),
     runs: count('runs', args.runs!, 1),
@@ -134,10 +137,10 @@ function readSettings (): Settings {
 function selectScenarios (settings: Settings): Scenario[] {
   const only = args.only ? args.only.split(',').map((name) => name.trim()).filter(Boolean) : []
   const unknown = only.filter((name) => !SCENARIOS.some((scenario) => scenario.name === name))
-  if (unknown.length > 0) throw new Error(`unknown scenario ${unknown.join(', ')} in --only (known: ${SCENARIOS.map((scenario) => scenario.name).join(', ')})`)
+  if (unknown.length > 0) throw new UsageError(`unknown scenario ${unknown.join(', ')} in --only (known: ${SCENARIOS.map((scenario) => scenario.name).join(', ')})`)
   const given = (scenario: Scenario) => !scenario.requires || scenario.requires.given(settings)
   const impossible = SCENARIOS.filter((scenario) => only.includes(scenario.name) && !given(scenario))
-  if (impossible.length > 0) throw new Error(impossible.map((scenario) => `--only ${scenario.name} needs ${scenario.requires!.option}`).join('; '))
+  if (impossible.length > 0) throw new UsageError(impossible.map((scenario) => `--only ${scenario.name} needs ${scenario.requires!.option}`).join('; '))
   return SCENARIOS.filter((scenario) => given(scenario) && (only.length === 0 || only.includes(scenario.name) || scenario.optIn))
 }
 
@@ -149,7 +152,12 @@ async function main (cleanups: Array<() => Promise<void> | void>): Promise<numbe
   const settings = readSettings()
   const selected = selectScenarios(settings)
   const log = (line: string) => { process.stderr.write(`bench: ${line}\n`) }
-  const wrkPath = ensureWrk(log)
+  let wrkPath: string
+  try {
+    wrkPath = ensureWrk(log)
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
   const wrkVersion = spawnSync(wrkPath, ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0].replace(/\s*Copyright.*$/, '')
   if (!args['skip-build']) {
     log('building (npm run build)')
@@ -256,7 +264,7 @@ let code = 1
 try {
   code = await main(cleanups)
 } catch (error) {
-  console.error(error instanceof Error ? error.message : error)
+  console.error(error instanceof UsageError ? `npm run bench: ${error.message}` : error)
 } finally {
   for (const cleanup of cleanups.reverse()) {
     try {

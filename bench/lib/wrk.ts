@@ -73,9 +73,10 @@ export function ensureWrk (log: (line: string) => void): string {
     found = which()
     if (found) return found
   }
-  throw new Error(`npm run bench needs wrk, the HTTP load generator, and ${apt ? (process.getuid?.() === 0 ? 'apt-get could not install it' : 'cannot install it without root') : 'this system has no apt-get'}.
-Install it and run the bench again: Debian/Ubuntu \`sudo apt-get install wrk\`, Fedora \`sudo dnf install wrk\`, macOS \`brew install wrk\`.
-It must be built with LuaJIT (all of these are): the fixed-rate loads use its ffi to read the clock.`)
+  const why = apt ? (process.getuid?.() === 0 ? 'apt-get could not install it' : 'installing it takes root') : 'there is no apt-get here to install it'
+  throw new Error(`the load generator wrk is missing and ${why}.
+Install it, then run the bench again: Debian/Ubuntu \`sudo apt-get install wrk\`, Fedora \`sudo dnf install wrk\`, macOS \`brew install wrk\`.
+It must be built with LuaJIT (wrk's own build and Debian's are): the fixed-rate loads use LuaJIT's ffi to read the clock.`)
 }
 
 /** A Lua string literal. */
