@@ -3,6 +3,7 @@
 // threads, delays the requests that do not hash.
 import { medianOf, type Run, type Scenario } from '../lib/bench.js'
 import { authenticatedGets, logins } from '../lib/loads.js'
+import { waitUntilIdle } from '../lib/proc.js'
 import { sleep } from '../lib/servers.js'
 
 export const flood: Scenario = {
@@ -18,6 +19,8 @@ export const flood: Scenario = {
     const idle: Run[] = []
     const during: Run[] = []
     for (let i = 1; i <= runs; i++) {
+      // The logins the last flood left in flight must not run into the idle measurement.
+      await waitUntilIdle(server.pid)
       idle.push(await bench.measureRun(server, paced, { fixedRate }))
       // The flood starts 2 s before and ends 2 s after the measured GET load.
       const flooding = bench.wrk(server.url, { requests: floodLogins, connections: 32, duration: duration + 4 })
