@@ -5,8 +5,9 @@
 // the SVG charts, and exits 1 if any request failed (with --check, also if a goal was missed).
 // Not part of npm test.
 //
-// Adding a scenario: write bench/scenarios/<name>.ts exporting a `Scenario` (see
-// bench/lib/bench.ts and any scenario here), and add it to SCENARIOS below.
+// Adding a scenario: write bench/scenarios/<name>.ts exporting a `Scenario` (bench/lib/bench.ts
+// says what it gets; workers.ts is the shortest example, soak.ts reports figures of its own in
+// `Run.extra`, login.ts measures its runs one by one), and add it to SCENARIOS below.
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'

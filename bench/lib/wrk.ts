@@ -43,6 +43,7 @@ export interface WrkResult {
   /** Latencies in ms, from when the request was written to when its response was read. */
   p50: number
   p90: number
+  p95: number
   p99: number
   max: number
   mean: number
@@ -177,9 +178,9 @@ function done(summary, latency, requests)
   local late = 0
   for _, thread in ipairs(thread_list) do late = late + (thread:get("late") or 0) end
   local e = summary.errors
-  io.write(string.format('\\n${MARKER}{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,"late":%d}\\n',
+  io.write(string.format('\\n${MARKER}{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p95_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,"late":%d}\\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean, late))
+    latency:percentile(50), latency:percentile(90), latency:percentile(95), latency:percentile(99), latency.max, latency.mean, late))
 end
 `
 
@@ -219,6 +220,7 @@ export async function runWrk (wrk: string, url: string, load: WrkLoad, dir: stri
     rps: raw.requests / seconds,
     p50: raw.p50_us / 1000,
     p90: raw.p90_us / 1000,
+    p95: raw.p95_us / 1000,
     p99: raw.p99_us / 1000,
     max: raw.max_us / 1000,
     mean: raw.mean_us / 1000,
