@@ -6,7 +6,7 @@ import { createPostgresDatabase, seedPostgres } from '../lib/seed.js'
 
 export const pg: Scenario = {
   name: 'pg',
-  description: 'GET /users/{id} on PostgreSQL (needs BENCH_DATABASE_URL)',
+  description: 'GET /users/{id} on PostgreSQL (a fresh database on that server, dropped at the end)',
   requires: { option: 'BENCH_DATABASE_URL', given: (settings) => settings.postgresUrl !== undefined },
   async run (bench) {
     const database = await createPostgresDatabase(bench.settings.postgresUrl!, `uma_bench_${bench.runId}`)
