@@ -3,6 +3,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import accountRoutes from './account/account.routes.js'
+import accountPages from './account-pages/account-pages.routes.js'
 import auditRoutes from './audit/audit.routes.js'
 import authRoutes from './auth/auth.routes.js'
 import { createPasswords, type Passwords } from './auth/passwords.js'
@@ -187,6 +188,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(sessionsRoutes)
   await app.register(usersRoutes)
   await app.register(accountRoutes)
+  await app.register(accountPages)
   await app.register(auditRoutes)
   return app
 }
