@@ -75,6 +75,14 @@ export interface Config {
   requestLog: 'all' | 'errors'
   /** With REQUEST_LOG=errors, a request taking at least this many ms is logged (warn). */
   slowRequestMs: number
+  /** The URL clients reach this service at, without a trailing slash (links in emails; https:// turns on HSTS). */
+  publicUrl: string
+  /** Browser origins (scheme://host[:port]) allowed to call the API; empty: no CORS headers at all. */
+  corsOrigins: string[]
+  /** Seconds a browser may cache a preflight answer (Access-Control-Max-Age). */
+  corsMaxAge: number
+  /** Strict-Transport-Security max-age in seconds, sent only when publicUrl is https://. */
+  hstsMaxAge: number
 }
 
 export interface RateLimit {
@@ -206,6 +214,50 @@ function redisUrl (env: Env): string | undefined {
   return raw
 }
 
+/** PUBLIC_URL: an http(s) origin, optionally with a path prefix; default http://HOST:PORT. */
+function publicUrl (env: Env, host: string, port: number): string {
+  const raw = env.PUBLIC_URL?.trim()
+  if (!raw) return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  const refuse = (why: string) => new ConfigError('PUBLIC_URL', `must be the http:// or https:// URL clients reach this service at, such as https://accounts.example.com; "${raw}" ${why}`)
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw refuse('is not a URL')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not http:// or https://')
+  if (url.username !== '' || url.password !== '') throw refuse('carries a user name or password')
+  if (/[?#]/.test(raw)) throw refuse('has a query or fragment')
+  return url.origin + url.pathname.replace(/\/+$/, '')
+}
+
+/**
+ * CORS_ORIGINS: comma-separated exact origins. A browser sends the Origin header as scheme, host
+ * and port only (host in lower case, no default port), so each entry is normalised to that form
+ * and compared exactly: no wildcards, no paths, no "null" (sandboxed frames and local files all
+ * send it, so allowing it would allow any page).
+ */
+function corsOrigins (env: Env): string[] {
+  const entries = (env.CORS_ORIGINS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  const origins = new Set<string>()
+  for (const entry of entries) {
+    const refuse = (why: string) => new ConfigError('CORS_ORIGINS', `must list exact origins separated by commas, such as https://app.example.com,http://localhost:5173; "${entry}" ${why}`)
+    if (entry.includes('*')) throw refuse('is a wildcard: list each origin')
+    if (entry.toLowerCase() === 'null') throw refuse('would let any sandboxed frame or local file call the API')
+    let url: URL
+    try {
+      url = new URL(entry)
+    } catch {
+      throw refuse('is not an origin (write it with its scheme: https://host[:port])')
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not an http:// or https:// origin')
+    if (url.username !== '' || url.password !== '') throw refuse('carries a user name or password')
+    if (url.pathname !== '/' || /[?#]/.test(entry)) throw refuse('has a path, query or fragment: an origin is scheme, host and port only')
+    origins.add(url.origin)
+  }
+  return [...origins]
+}
+
 /** Validates the environment into a Config. Pure: the server passes process.env, tests pass an object. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const dataDir = resolve(cwd, env.DATA_DIR?.trim() || 'data')
@@ -220,9 +272,11 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`)
 
   const passwordMaxLength = 256
+  const host = env.HOST?.trim() || '127.0.0.1'
+  const port = integer(env, 'PORT', 8000, 0, 65535)
   return {
-    host: env.HOST?.trim() || '127.0.0.1',
-    port: integer(env, 'PORT', 8000, 0, 65535),
+    host,
+    port,
     dataDir,
     database,
     jwtSecret,
@@ -261,7 +315,12 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     metrics: boolean(env, 'METRICS', true),
     metricsToken: metricsToken(env),
     requestLog: requestLog(env),
-    slowRequestMs: integer(env, 'SLOW_REQUEST_MS', 1000, 1, 3_600_000)
+    slowRequestMs: integer(env, 'SLOW_REQUEST_MS', 1000, 1, 3_600_000),
+    publicUrl: publicUrl(env, host, port),
+    corsOrigins: corsOrigins(env),
+    // Chromium caps a preflight's cache at 2 hours, so a longer default would change nothing there.
+    corsMaxAge: parseDuration(env, 'CORS_MAX_AGE', 2 * 3600, 0),
+    hstsMaxAge: parseDuration(env, 'HSTS_MAX_AGE', 365 * 86400, 0)
   }
 }
 
