@@ -20,7 +20,7 @@ import authPlugin from './plugins/auth.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import limitsPlugin from './plugins/limits.js'
-import securityHeaders from './plugins/security-headers.js'
+import securityHeaders, { strictTransportSecurity } from './plugins/security-headers.js'
 import usersRoutes from './users/users.routes.js'
 
 declare module 'fastify' {
@@ -119,6 +119,8 @@ function serverTimeoutOptions (config: Config) {
 
 /** The composition root: opens the database (migrating it), then registers plugins and routes. No listen. */
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const hsts = strictTransportSecurity(config)
+  const frameworkErrorHeaders = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-store', ...(hsts && { 'strict-transport-security': hsts }) }
   const app = Fastify({
     logger: overrides.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimit,
@@ -133,7 +135,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
       const detail = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? 'A path segment is too long'
         : error.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (invalid percent-encoding)' : 'Bad request'
-      return (reply as FastifyReply).code(400).headers({ 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }).send({ detail })
+      return (reply as FastifyReply).code(400).headers(frameworkErrorHeaders).send({ detail })
     },
     return503OnClosing: true,
     // Not trusted blindly (requestIdHeader: false): requestIdFor keeps a sane X-Request-Id only.
