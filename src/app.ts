@@ -20,6 +20,7 @@ import authPlugin from './plugins/auth.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import limitsPlugin from './plugins/limits.js'
+import corsPlugin from './plugins/cors.js'
 import securityHeaders, { strictTransportSecurity } from './plugins/security-headers.js'
 import usersRoutes from './users/users.routes.js'
 
@@ -164,9 +165,12 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
 
   app.decorate('config', config)
   await app.register(dbPlugin, { db })
+  await app.register(requestIdPlugin)
+  // Not registered at all without CORS_ORIGINS: no hook on any request. Before the metrics plugin,
+  // whose /metrics it exempts, and after request-id, so a preflight's answer carries the id too.
+  if (config.corsOrigins.length > 0) await app.register(corsPlugin)
   const metrics = createMetrics()
   await app.register(metricsPlugin, { metrics })
-  await app.register(requestIdPlugin)
   await app.register(authPlugin, {
     tokens: createTokens({ secret, issuer: config.jwtIssuer, audience: config.jwtAudience, ttl: config.accessTokenTtl, now }),
     passwords: overrides.passwords ?? await createPasswords(config.hashConcurrency, config.hashQueueLimit,
