@@ -10,6 +10,7 @@ import sessionsRoutes from './auth/sessions.routes.js'
 import { createTokens } from './auth/tokens.js'
 import { resolveJwtSecret, type Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
+import { readableDataFilesWarning, sqliteFiles } from './db/file-modes.js'
 import { migrateToLatest } from './db/migrate.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
@@ -162,6 +163,13 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   }
   const { secret, source, path } = resolveJwtSecret(config)
   if (source === 'created') app.log.warn({ path }, 'JWT_SECRET not set: generated a 256-bit secret and saved it (owner-only) for later starts')
+  // Files we create are owner-only; older ones (or an operator's) may not be: say so, change nothing.
+  const { database } = config
+  const readable = readableDataFilesWarning([
+    ...(database.dialect === 'sqlite' && database.location !== ':memory:' ? sqliteFiles(database.location) : []),
+    ...(source === 'file' && path !== undefined ? [path] : [])
+  ])
+  if (readable !== undefined) app.log.warn({ files: readable.files }, readable.message)
 
   app.decorate('config', config)
   await app.register(dbPlugin, { db })
