@@ -105,10 +105,10 @@ describe('data files readable by others at start', () => {
 })
 
 describe('cli backup', () => {
-  it('writes the copy 0600', async (t) => {
+  it('writes the copy 0600 while the app has the database open', async (t) => {
     const dir = scratch(t)
     const url = `sqlite:///${join(dir, 'users.db')}`
-    assert.equal((await runCli(url, ['migrate'])).code, 0)
+    await start(t, { DATA_DIR: dir, DATABASE_URL: url })
     const copy = join(dir, 'copy.db')
     const result = await runCli(url, ['backup', '--to', copy])
     assert.equal(result.code, 0, result.stderr)
@@ -118,10 +118,10 @@ describe('cli backup', () => {
     assert.ok((backup.prepare('SELECT count(*) AS n FROM kysely_migration').get() as { n: number }).n > 0, 'the copy holds the schema')
   })
 
-  it('leaves no file behind when the copy cannot be written', async (t) => {
+  it('refuses a destination it cannot create, saying why, and creates nothing', async (t) => {
     const dir = scratch(t)
     const url = `sqlite:///${join(dir, 'users.db')}`
-    assert.equal((await runCli(url, ['migrate'])).code, 0)
+    await start(t, { DATA_DIR: dir, DATABASE_URL: url })
     const result = await runCli(url, ['backup', '--to', join(dir, 'missing-dir', 'copy.db')])
     assert.equal(result.code, 1)
     assert.match(result.stderr, /cannot create .*missing-dir\/copy\.db/)
