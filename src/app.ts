@@ -2,6 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import accountRoutes from './account/account.routes.js'
 import auditRoutes from './audit/audit.routes.js'
 import authRoutes from './auth/auth.routes.js'
 import { createPasswords, type Passwords } from './auth/passwords.js'
@@ -12,6 +13,8 @@ import { resolveJwtSecret, type Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
 import { readableDataFilesWarning, sqliteFiles } from './db/file-modes.js'
 import { migrateToLatest } from './db/migrate.js'
+import emailPlugin from './email/email.plugin.js'
+import { linkKey } from './email/links.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
 import healthPlugin from './plugins/health.js'
@@ -186,6 +189,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     now
   })
   await app.register(limitsPlugin)
+  await app.register(emailPlugin, { key: linkKey(secret) })
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
   await app.register(healthPlugin)
@@ -193,6 +197,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(authRoutes, { refreshKey: rotationKey(secret) })
   await app.register(sessionsRoutes)
   await app.register(usersRoutes)
+  await app.register(accountRoutes)
   await app.register(auditRoutes)
   return app
 }

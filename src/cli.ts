@@ -105,8 +105,9 @@ Options:
     usage: `Usage: npm run cli -- backup --to FILE
 
 Writes a consistent copy of the SQLite database to FILE (SQLite's online backup: the server may
-keep running and writing), readable by its owner only (mode 0600). FILE must not exist yet. To restore: stop the server, put the copy in
-place of the database file, delete the -wal and -shm files next to it, start the server.
+keep running and writing), readable by its owner only (mode 0600). FILE must not exist yet.
+To restore: stop the server, put the copy in place of the database file, delete the -wal and
+-shm files next to it, start the server.
 
 For PostgreSQL use pg_dump (see the README's Deploying section).
 

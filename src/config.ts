@@ -75,14 +75,48 @@ export interface Config {
   requestLog: 'all' | 'errors'
   /** With REQUEST_LOG=errors, a request taking at least this many ms is logged (warn). */
   slowRequestMs: number
-  /** The URL clients reach this service at, without a trailing slash (links in emails; https:// turns on HSTS). */
+  /** The product's name in emails and pages (APP_NAME). */
+  appName: string
+  /** Where the service is reached: the base of every link it sends, never the request's Host header. No trailing slash. */
   publicUrl: string
+  /** off: no verification emails (the FastAPI app's behaviour); optional: verify, never required; required: no login before it. */
+  emailVerification: EmailVerificationMode
+  /** Link templates containing {token}: the built-in pages by default, an operator's frontend otherwise. */
+  verifyEmailUrl: string
+  resetPasswordUrl: string
+  /** Lifetimes of password-reset and email-verification links, seconds. */
+  resetTokenTtl: number
+  verifyTokenTtl: number
+  mail: MailConfig
   /** Browser origins (scheme://host[:port]) allowed to call the API; empty: no CORS headers at all. */
   corsOrigins: string[]
   /** Seconds a browser may cache a preflight answer (Access-Control-Max-Age). */
   corsMaxAge: number
   /** Strict-Transport-Security max-age in seconds, sent only when publicUrl is https://. */
   hstsMaxAge: number
+}
+
+export type EmailVerificationMode = 'off' | 'optional' | 'required'
+
+export interface MailConfig {
+  /** smtp:// or smtps:// URL; undefined: every email is written to the log instead (development). */
+  smtpUrl: string | undefined
+  /** The URL with its password masked: safe to log. */
+  smtpDisplay: string | undefined
+  /** The From header. */
+  from: string
+  /** Delivery attempts before a queued email is marked dead. */
+  maxAttempts: number
+  /** A folder whose <purpose>.subject / .txt / .html files replace the built-in templates. */
+  templatesDir: string | undefined
+  /** Per-IP limit on the endpoints that send a link (reset, verification). */
+  ipLimit: RateLimit
+  /** Seconds one SMTP delivery may take (connect, greeting, each command). */
+  sendTimeout: number
+  /** Seconds before the first retry of a failed delivery; doubles per attempt (with jitter). */
+  retryDelay: number
+  /** Seconds between looks at the outbox for due rows (new rows of this process are sent at once). */
+  pollInterval: number
 }
 
 export interface RateLimit {
@@ -207,28 +241,88 @@ function requestLog (env: Env): 'all' | 'errors' {
   return raw
 }
 
+/**
+ * PUBLIC_URL: an http(s) URL, optionally with a path prefix, no query or fragment; stored
+ * without its trailing slash. Default: http://HOST:PORT (a wildcard HOST becomes localhost).
+ */
+function publicUrl (env: Env, host: string, port: number): string {
+  const raw = env.PUBLIC_URL?.trim()
+  if (!raw) {
+    const name = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
+    return `http://${name}:${port}`
+  }
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new ConfigError('PUBLIC_URL', `must be a URL such as https://accounts.example.com, got "${raw}"`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('PUBLIC_URL', `must start with http:// or https://, got "${url.protocol}"`)
+  if (url.search || url.hash || url.username || url.password) throw new ConfigError('PUBLIC_URL', 'must not carry a query, a fragment or credentials')
+  return url.toString().replace(/\/+$/, '')
+}
+
+/** A link template for emails: an http(s) URL containing {token}. */
+function linkTemplate (env: Env, name: string, fallback: string): string {
+  const raw = env[name]?.trim()
+  if (!raw) return fallback
+  if (!raw.includes('{token}')) throw new ConfigError(name, 'must contain {token}, where the link\'s token goes')
+  try {
+    const url = new URL(raw.replace('{token}', 'token'))
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme')
+  } catch {
+    throw new ConfigError(name, `must be an http(s) URL containing {token}, got "${raw}"`)
+  }
+  return raw
+}
+
+function emailVerification (env: Env): EmailVerificationMode {
+  const raw = env.EMAIL_VERIFICATION?.trim().toLowerCase() || 'optional'
+  if (raw !== 'off' && raw !== 'optional' && raw !== 'required') {
+    throw new ConfigError('EMAIL_VERIFICATION', `must be off, optional or required, got "${env.EMAIL_VERIFICATION}"`)
+  }
+  return raw
+}
+
+function mailConfig (env: Env, appName: string, cwd: string): MailConfig {
+  const raw = env.SMTP_URL?.trim() || undefined
+  let smtpDisplay: string | undefined
+  if (raw !== undefined) {
+    let url: URL
+    try {
+      url = new URL(raw)
+    } catch {
+      throw new ConfigError('SMTP_URL', 'must look like smtp://user:pass@host:587 or smtps://user:pass@host:465')
+    }
+    if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw new ConfigError('SMTP_URL', `must start with smtp:// or smtps://, got "${url.protocol}"`)
+    if (!url.hostname) throw new ConfigError('SMTP_URL', 'names no host')
+    if (url.password) url.password = '***'
+    smtpDisplay = url.toString()
+  }
+  const from = env.MAIL_FROM?.trim()
+  if (raw !== undefined && !from) throw new ConfigError('MAIL_FROM', 'must be set when SMTP_URL is, e.g. MAIL_FROM="Example Accounts <no-reply@example.com>"')
+  if (from && !/^(?:[^<>]*<[^<>@\s]+@[^<>@\s]+>|[^<>@\s]+@[^<>@\s]+)$/.test(from)) {
+    throw new ConfigError('MAIL_FROM', `must be an address or Name <address>, got "${from}"`)
+  }
+  const templatesDir = env.MAIL_TEMPLATES_DIR?.trim() ? resolve(cwd, env.MAIL_TEMPLATES_DIR.trim()) : undefined
+  return {
+    smtpUrl: raw,
+    smtpDisplay,
+    from: from || `"${appName.replaceAll('"', '')}" <no-reply@localhost>`,
+    maxAttempts: integer(env, 'MAIL_MAX_ATTEMPTS', 8, 1, 100),
+    templatesDir,
+    ipLimit: parseRateLimit(env, 'MAIL_IP_LIMIT', '10/5m'),
+    sendTimeout: parseDuration(env, 'MAIL_SEND_TIMEOUT', 30),
+    retryDelay: parseDuration(env, 'MAIL_RETRY_DELAY', 30),
+    pollInterval: parseDuration(env, 'MAIL_POLL_INTERVAL', 5)
+  }
+}
+
 function redisUrl (env: Env): string | undefined {
   const raw = env.REDIS_URL?.trim()
   if (!raw) return undefined
   if (!/^rediss?:\/\//.test(raw)) throw new ConfigError('REDIS_URL', `must start with redis:// or rediss://, got "${raw.split(':')[0]}:"`)
   return raw
-}
-
-/** PUBLIC_URL: an http(s) origin, optionally with a path prefix; default http://HOST:PORT. */
-function publicUrl (env: Env, host: string, port: number): string {
-  const raw = env.PUBLIC_URL?.trim()
-  if (!raw) return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
-  const refuse = (why: string) => new ConfigError('PUBLIC_URL', `must be the http:// or https:// URL clients reach this service at, such as https://accounts.example.com; "${raw}" ${why}`)
-  let url: URL
-  try {
-    url = new URL(raw)
-  } catch {
-    throw refuse('is not a URL')
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not http:// or https://')
-  if (url.username !== '' || url.password !== '') throw refuse('carries a user name or password')
-  if (/[?#]/.test(raw)) throw refuse('has a query or fragment')
-  return url.origin + url.pathname.replace(/\/+$/, '')
 }
 
 /**
@@ -274,6 +368,9 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const passwordMaxLength = 256
   const host = env.HOST?.trim() || '127.0.0.1'
   const port = integer(env, 'PORT', 8000, 0, 65535)
+  const appName = env.APP_NAME?.trim() || 'User Management API'
+  if (appName.length > 100) throw new ConfigError('APP_NAME', 'must be at most 100 characters')
+  const base = publicUrl(env, host, port)
   return {
     host,
     port,
@@ -316,7 +413,14 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     metricsToken: metricsToken(env),
     requestLog: requestLog(env),
     slowRequestMs: integer(env, 'SLOW_REQUEST_MS', 1000, 1, 3_600_000),
-    publicUrl: publicUrl(env, host, port),
+    appName,
+    publicUrl: base,
+    emailVerification: emailVerification(env),
+    verifyEmailUrl: linkTemplate(env, 'VERIFY_EMAIL_URL', `${base}/account/verify-email#token={token}`),
+    resetPasswordUrl: linkTemplate(env, 'RESET_PASSWORD_URL', `${base}/account/reset-password#token={token}`),
+    resetTokenTtl: parseDuration(env, 'RESET_TOKEN_TTL', 3600, 60),
+    verifyTokenTtl: parseDuration(env, 'VERIFY_TOKEN_TTL', 24 * 3600, 60),
+    mail: mailConfig(env, appName, cwd),
     corsOrigins: corsOrigins(env),
     // Chromium caps a preflight's cache at 2 hours, so a longer default would change nothing there.
     corsMaxAge: parseDuration(env, 'CORS_MAX_AGE', 2 * 3600, 0),

@@ -2,49 +2,36 @@ import { existsSync } from 'node:fs'
 import { after, before } from 'node:test'
 import { chromium, type Browser } from 'playwright-core'
 
-// Real-browser tests: Debian's Chromium driven by playwright-core. Nothing here downloads a
-// browser (playwright-core has no install step; we always pass executablePath).
+// Debian's Chromium, driven by playwright-core; nothing here downloads a browser. `.ci/run`
+// installs the package; elsewhere the browser suites skip, with this reason shown, when it is
+// missing (and fail under CI=true, where a skip would hide a regression).
 
-export const CHROMIUM_PATH = '/usr/bin/chromium'
+export const CHROMIUM = '/usr/bin/chromium'
 
-// Headless, no sandbox (CI runs as root), and nothing that talks to the network on its own.
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync'
-]
+export const BROWSER_SKIP: string | false = existsSync(CHROMIUM)
+  ? false
+  : process.env.CI === 'true' ? false : `${CHROMIUM} is missing (apt-get install -y chromium)`
 
-function ciRun (): boolean {
-  const ci = process.env.CI?.trim().toLowerCase()
-  return ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0'
-}
+type After = { after: (fn: () => Promise<void> | void) => void }
 
 /**
- * The `skip` option for browser suites: false when Chromium is installed, else the reason shown.
- * In CI (CI=true) a missing Chromium is an error, not a skip: `.ci/run` installs it, and a
- * browser test that silently skipped there would prove nothing.
+ * A headless Chromium, closed when the test (or suite) ends. playwright-core starts it with a
+ * fresh, empty --user-data-dir of its own (a temporary profile it removes on close); pages get
+ * isolated contexts from browser.newContext().
  */
-export const BROWSER_SKIP: string | false = (() => {
-  if (existsSync(CHROMIUM_PATH)) return false
-  if (ciRun()) throw new Error(`Chromium is missing at ${CHROMIUM_PATH} in CI: .ci/run installs it (apt-get install -y chromium); browser tests must run there, not skip`)
-  return `Chromium is not installed at ${CHROMIUM_PATH} (apt-get install chromium)`
-})()
-
-/**
- * Launches Chromium for one test or suite and closes it in `after`. Each launch runs on a fresh,
- * empty profile: Playwright creates its --user-data-dir under the temp directory itself and
- * deletes it at close (it refuses one passed in `args`; its own launchPersistentContext would
- * return no Browser). New contexts (`browser.newContext()`) share no cookies or storage.
- */
-export async function launchBrowser (t: { after: (fn: () => Promise<void> | void) => void }): Promise<Browser> {
-  if (BROWSER_SKIP !== false) throw new Error(BROWSER_SKIP)
-  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 })
-  t.after(() => browser.close())
+export async function launchBrowser (t: After): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)`)
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'
+    ]
+  })
+  t.after(async () => {
+    await browser.close()
+  })
   return browser
 }
 

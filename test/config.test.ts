@@ -95,9 +95,9 @@ describe('loadConfig', () => {
   })
 
   describe('PUBLIC_URL', () => {
-    it('defaults to http://HOST:PORT (IPv6 hosts in brackets)', () => {
+    it('defaults to http://HOST:PORT (a wildcard HOST as localhost, IPv6 hosts in brackets)', () => {
       assert.equal(loadConfig({}, CWD).publicUrl, 'http://127.0.0.1:8000')
-      assert.equal(loadConfig({ HOST: '0.0.0.0', PORT: '9000' }, CWD).publicUrl, 'http://0.0.0.0:9000')
+      assert.equal(loadConfig({ HOST: '0.0.0.0', PORT: '9000' }, CWD).publicUrl, 'http://localhost:9000')
       assert.equal(loadConfig({ HOST: '::1' }, CWD).publicUrl, 'http://[::1]:8000')
     })
 

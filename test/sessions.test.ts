@@ -308,7 +308,7 @@ for (const dialect of DIALECTS) {
         const response = await me(app, user.token)
         assert.equal(response.statusCode, 200)
         const body = json(response)
-        assert.deepEqual(Object.keys(body).sort(), ['created_at', 'email', 'id', 'role', 'updated_at', 'username'])
+        assert.deepEqual(Object.keys(body).sort(), ['created_at', 'email', 'email_verified', 'id', 'role', 'updated_at', 'username'])
         assert.equal(body.id, user.id)
         assert.equal(body.email, user.email)
         assert.equal(body.username, user.username)

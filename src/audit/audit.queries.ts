@@ -5,6 +5,8 @@ import type { AuditOutcome, Database } from '../db/database.js'
 export type AuditType =
   | 'signup' | 'login' | 'lockout' | 'refresh' | 'refresh_reuse_detected' | 'logout'
   | 'session_revoked' | 'password_change' | 'email_change' | 'role_change' | 'user_deleted'
+  | 'password_reset_requested' | 'password_reset' | 'email_verification_requested' | 'email_verified'
+  | 'email_change_requested'
 
 export interface AuditEvent {
   type: AuditType

@@ -1,12 +1,10 @@
-import { randomBytes } from 'node:crypto'
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { recordAuditEvent } from '../audit/audit.queries.js'
-import { AppError, errors } from '../errors.js'
-import { normalizeEmail } from '../users/identity.js'
-import { findUserForLogin, updateUser } from '../users/users.queries.js'
+import { AppError } from '../errors.js'
 import { errorResponses, Token, UserLogin } from '../users/users.schemas.js'
-import { hashRefreshToken, newRefreshToken, nextRefreshToken } from './refresh-tokens.js'
-import { findRefreshToken, insertRefreshToken, insertSession, markRefreshTokenUsed, revokeSession, revokeUserSessions, touchSession } from './sessions.queries.js'
+import { checkAccountState, checkCredentials, sessionExpiry, startSession, tokenPair } from './login.js'
+import { hashRefreshToken, nextRefreshToken } from './refresh-tokens.js'
+import { findRefreshToken, insertRefreshToken, markRefreshTokenUsed, revokeSession, revokeUserSessions, touchSession } from './sessions.queries.js'
 
 const TokenPair = Type.Object({
   ...Token.properties,
@@ -26,20 +24,6 @@ const invalidRefreshToken = () => new AppError(401, 'Invalid or expired refresh 
 const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app, { refreshKey }) => {
   const { config } = app
   const iso = (ms: number) => new Date(ms).toISOString()
-  /** Sliding expiry, never past the session's absolute lifetime. */
-  const sessionExpiry = (createdAt: string, now: number) =>
-    iso(Math.min(now + config.refreshTokenTtl * 1000, Date.parse(createdAt) + config.sessionMaxAge * 1000))
-  /**
-   * expires_in counts from the request's own clock reading (`now`), not a later one: a fresh
-   * token always says its full ACCESS_TOKEN_TTL (a database commit that ends in the next second
-   * made it one less), a pair replayed within the refresh grace says what is left of it.
-   */
-  const tokenPair = (userId: number, sessionId: string, refreshToken: string, issuedAt: number, now: number) => ({
-    access_token: app.tokens.sign(userId, sessionId, issuedAt),
-    token_type: 'bearer' as const,
-    expires_in: Math.max(0, Math.floor(issuedAt / 1000) + config.accessTokenTtl - Math.floor(now / 1000)),
-    refresh_token: refreshToken
-  })
 
   app.post('/users/login', {
     config: { rateLimit: app.ipLimit(config.loginIpLimit) },
@@ -50,78 +34,13 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       body: UserLogin,
       response: {
         200: TokenPair,
-        ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password', 429: 'Too many attempts (per address or per account); see Retry-After', 503: 'Too many logins in progress; retry shortly' })
+        ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password', 403: 'Right password, but the account may not log in now (email not verified)', 429: 'Too many attempts (per address or per account); see Retry-After', 503: 'Too many logins in progress; retry shortly' })
       }
     }
   }, async (request) => {
-    const { email, password } = request.body
-    const emailNormalized = normalizeEmail(email)
-    const retryAfter = await app.lockout.begin(emailNormalized)
-    if (retryAfter > 0) {
-      app.metrics.loginAttempts.inc({ outcome: 'locked' })
-      // Same answer whether or not the account exists.
-      throw new AppError(429, `Too many failed logins for this account; try again in ${retryAfter} seconds`, { 'retry-after': String(retryAfter) })
-    }
-
-    // The attempt now holds a reservation in the lockout: it ends in a verdict, or is given back.
-    let user: Awaited<ReturnType<typeof findUserForLogin>>
-    let check = { ok: false, needsRehash: false }
-    try {
-      user = await findUserForLogin(app.db.kysely, emailNormalized)
-      if (user === undefined) {
-        // Same work as a real check, so response time does not reveal whether the email exists.
-        await app.passwords.verifyDummy(password)
-      } else {
-        check = await app.passwords.verify(user.hashed_password, password)
-      }
-    } catch (error) {
-      await app.lockout.release(emailNormalized)
-      throw error
-    }
-    const now = app.now()
-    if (user === undefined || !check.ok) {
-      app.metrics.loginAttempts.inc({ outcome: 'failure' })
-      const failure = await app.lockout.failure(emailNormalized)
-      await recordAuditEvent(app.db.kysely, request, { type: 'login', outcome: 'failure', userId: user?.id, detail: { reason: 'invalid_credentials' } }, iso(now))
-      if (failure.locked) {
-        app.metrics.lockouts.inc()
-        await recordAuditEvent(app.db.kysely, request, { type: 'lockout', outcome: 'success', userId: user?.id, detail: { until: iso(failure.lockedUntil) } }, iso(now))
-        request.log.warn({ userId: user?.id }, 'account locked after repeated failed logins')
-      }
-      throw errors.invalidCredentials()
-    }
-    await app.lockout.success(emailNormalized)
-
-    if (check.needsRehash) {
-      // Legacy bcrypt (or outdated argon2 parameters): replace with a fresh argon2id hash now
-      // that we hold the plaintext. A failure here must not fail the login.
-      try {
-        await updateUser(app.db.kysely, user.id, { hashed_password: await app.passwords.hash(password) })
-        request.log.info({ userId: user.id }, 'password hash upgraded to argon2id')
-      } catch (error) {
-        request.log.warn({ err: error, userId: user.id }, 'password hash upgrade failed')
-      }
-    }
-
-    const sessionId = randomBytes(18).toString('base64url')
-    const refreshToken = newRefreshToken()
-    await app.db.kysely.transaction().execute(async (trx) => {
-      await insertSession(trx, {
-        id: sessionId,
-        user_id: user.id,
-        created_at: iso(now),
-        authenticated_at: iso(now),
-        last_used_at: iso(now),
-        expires_at: sessionExpiry(iso(now), now),
-        user_agent: request.headers['user-agent']?.slice(0, 512) ?? null,
-        ip: request.ip
-      })
-      await insertRefreshToken(trx, hashRefreshToken(refreshToken), sessionId, iso(now))
-      await recordAuditEvent(trx, request, { type: 'login', outcome: 'success', userId: user.id, actorId: user.id, detail: { session_id: sessionId } }, iso(now))
-    })
-    request.log.info({ userId: user.id }, 'user logged in')
-    app.metrics.loginAttempts.inc({ outcome: 'success' })
-    return tokenPair(user.id, sessionId, refreshToken, now, now)
+    const user = await checkCredentials(app, request, request.body)
+    await checkAccountState(app, request, user)
+    return startSession(app, request, user)
   })
 
   app.post('/users/refresh', {
@@ -146,7 +65,7 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       if (row === undefined || row.revoked_at !== null || Date.parse(row.expires_at) <= now) return { kind: 'invalid' as const }
       if (row.used_at === null && await markRefreshTokenUsed(trx, presentedHash, iso(now))) {
         await insertRefreshToken(trx, hashRefreshToken(next), row.session_id, iso(now))
-        await touchSession(trx, row.session_id, iso(now), sessionExpiry(row.created_at, now))
+        await touchSession(trx, row.session_id, iso(now), sessionExpiry(app, row.created_at, now))
         await recordAuditEvent(trx, request, { type: 'refresh', outcome: 'success', userId: row.user_id, actorId: row.user_id, detail: { session_id: row.session_id } }, iso(now))
         return { kind: 'rotated' as const, row, issuedAt: now }
       }
@@ -166,7 +85,7 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       request.log.warn({ userId: outcome.row.user_id }, 'refresh token reuse detected: session revoked')
       throw new AppError(401, 'Refresh token was already used; the session has been ended. Log in again', { 'www-authenticate': 'Bearer error="invalid_token"' })
     }
-    return tokenPair(outcome.row.user_id, outcome.row.session_id, next, outcome.issuedAt, now)
+    return tokenPair(app, outcome.row.user_id, outcome.row.session_id, next, outcome.issuedAt, now)
   })
 
   app.post('/users/logout', {

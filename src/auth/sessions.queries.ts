@@ -1,15 +1,11 @@
 import type { Kysely } from 'kysely'
-import type { Database, Db, Role, SessionTable } from '../db/database.js'
+import type { Database, Db, SessionTable } from '../db/database.js'
+import type { UserRecord } from '../users/users.queries.js'
 
 type DbOrTrx = Kysely<Database>
 
-export interface AuthenticatedUser {
-  id: number
-  username: string
-  email: string
-  role: Role
-  created_at: string
-  updated_at: string
+/** The caller, as the per-request session check loads it: the user's row and the session's. */
+export interface AuthenticatedUser extends UserRecord {
   session_id: string
   authenticated_at: string
 }
@@ -27,7 +23,7 @@ function liveSessionUserQuery (db: DbOrTrx, sessionId: string, userId: number, n
     .innerJoin('users', 'users.id', 'sessions.user_id')
     .select([
       'users.id', 'users.username', 'users.email', 'users.role', 'users.created_at', 'users.updated_at',
-      'sessions.id as session_id', 'sessions.authenticated_at'
+      'users.email_verified_at', 'users.pending_email', 'sessions.id as session_id', 'sessions.authenticated_at'
     ])
     .where('sessions.id', '=', sessionId)
     .where('sessions.user_id', '=', userId)

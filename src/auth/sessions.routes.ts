@@ -1,6 +1,7 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { recordAuditEvent } from '../audit/audit.queries.js'
 import { AppError } from '../errors.js'
+import { toPublicUser } from '../users/users.queries.js'
 import { errorResponses, UserPublic } from '../users/users.schemas.js'
 import { listLiveSessions, revokeSession } from './sessions.queries.js'
 
@@ -27,10 +28,7 @@ const sessionsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       ...authenticated,
       response: { 200: UserPublic, ...errorResponses({ 401: 'Missing or invalid token' }) }
     }
-  }, async (request) => {
-    const { session_id: _sid, authenticated_at: _at, ...user } = request.user
-    return user
-  })
+  }, async (request) => toPublicUser(request.user))
 
   app.get('/users/me/sessions', {
     onRequest: app.authenticate,

@@ -20,6 +20,10 @@ export interface UserTable {
   /** ISO-8601 UTC text in both dialects, so one code path reads them. */
   created_at: string
   updated_at: string
+  /** When a link sent to the address was opened; null: the address is not proven. */
+  email_verified_at: string | null
+  /** EMAIL_VERIFICATION=required: the new address of a change waiting for its confirmation. */
+  pending_email: string | null
 }
 
 export interface SessionTable {
@@ -63,8 +67,49 @@ export interface AuditEventTable {
   detail: string | null
 }
 
+export type AccountTokenPurpose = 'verify_email' | 'change_email' | 'reset_password'
+
+/** Single-use links sent by email; only the token's SHA-256 is stored. */
+export interface AccountTokenTable {
+  id: Generated<number>
+  token_hash: string
+  purpose: AccountTokenPurpose
+  user_id: number
+  /** The address the link went to (lower case). */
+  email_normalized: string | null
+  created_at: string
+  expires_at: string
+  /** Consumed, or voided by a newer token, a password change or an email change. */
+  used_at: string | null
+}
+
+export type OutboxStatus = 'pending' | 'sent' | 'dead'
+
+export interface EmailOutboxTable {
+  id: Generated<number>
+  created_at: string
+  /** The template: verify_email, reset_password, password_changed, ... */
+  purpose: string
+  recipient: string
+  recipient_normalized: string
+  user_id: number | null
+  /** JSON: the template's values (never a secret). */
+  params: string
+  /** Derives the link's token with the server's key; erased once the email is sent. */
+  link_seed: string | null
+  status: OutboxStatus
+  attempts: Generated<number>
+  next_attempt_at: string
+  /** A worker holds the row until then; after it, another may take it (the holder died). */
+  lease_until: string | null
+  last_error: string | null
+  sent_at: string | null
+}
+
 export interface Database {
   users: UserTable
+  account_tokens: AccountTokenTable
+  email_outbox: EmailOutboxTable
   sessions: SessionTable
   refresh_tokens: RefreshTokenTable
   audit_events: AuditEventTable

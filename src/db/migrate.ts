@@ -2,6 +2,7 @@ import { Migrator, type Migration, type MigrationResultSet } from 'kysely'
 import type { Db } from './database.js'
 import * as initial from './migrations/001-initial.js'
 import * as refreshTokensAudit from './migrations/002-refresh-tokens-audit.js'
+import * as accountLifecycle from './migrations/003-account-lifecycle.js'
 
 type DialectMigration = {
   up: (db: Parameters<Migration['up']>[0], dialect: Db['dialect']) => Promise<void>
@@ -11,7 +12,8 @@ type DialectMigration = {
 /** Every migration in order; names are stored in kysely_migration and must never change. */
 const MIGRATIONS: Record<string, DialectMigration> = {
   '001-initial': initial,
-  '002-refresh-tokens-audit': refreshTokensAudit
+  '002-refresh-tokens-audit': refreshTokensAudit,
+  '003-account-lifecycle': accountLifecycle
 }
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1) as string

@@ -9,14 +9,14 @@ declare module 'fastify' {
   }
 }
 
-export type LoginOutcome = 'success' | 'failure' | 'locked'
+export type LoginOutcome = 'success' | 'failure' | 'locked' | 'refused'
 
 /** The app's Prometheus metrics, on a registry of its own (several apps in one process do not clash). */
 export interface Metrics {
   registry: Registry
   httpRequests: Counter<'method' | 'route' | 'status_code'>
   httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>
-  /** success, failure (wrong email or password), locked (refused by the per-account lockout). */
+  /** success, failure (wrong email or password), locked (refused by the per-account lockout), refused (right password, account may not log in now). */
   loginAttempts: Counter<'outcome'>
   /** Locks started by repeated failed logins. */
   lockouts: Counter
@@ -56,7 +56,7 @@ export function createMetrics (): Metrics {
     dbErrors: new Counter({ name: 'db_errors_total', help: 'Database errors seen by requests and readiness checks', labelNames: ['kind'] as const, registers: [registry] })
   }
   // Every series exists from the start at 0, so rate() and alerts see the first increment.
-  for (const outcome of ['success', 'failure', 'locked'] as const) metrics.loginAttempts.inc({ outcome }, 0)
+  for (const outcome of ['success', 'failure', 'locked', 'refused'] as const) metrics.loginAttempts.inc({ outcome }, 0)
   for (const kind of ['unavailable', 'query'] as const) metrics.dbErrors.inc({ kind }, 0)
   return metrics
 }

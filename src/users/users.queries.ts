@@ -4,21 +4,43 @@ import { errors } from '../errors.js'
 
 type DbOrTrx = Kysely<Database>
 
-/** Columns that may leave the service; never the hash. */
-export const PUBLIC_USER_COLUMNS = ['id', 'username', 'email', 'role', 'created_at', 'updated_at'] as const
-export type PublicUser = Pick<UserRow, typeof PUBLIC_USER_COLUMNS[number]>
+/** Columns the public user is made of (toPublicUser); never the hash. */
+export const PUBLIC_USER_COLUMNS = ['id', 'username', 'email', 'role', 'created_at', 'updated_at', 'email_verified_at', 'pending_email'] as const
+export type UserRecord = Pick<UserRow, typeof PUBLIC_USER_COLUMNS[number]>
 
-export function findUserById (db: DbOrTrx, id: number): Promise<PublicUser | undefined> {
+/** What the API returns for a user (UserPublic). */
+export interface PublicUser extends Omit<UserRecord, 'email_verified_at' | 'pending_email'> {
+  email_verified: boolean
+  /** Only while a change of email waits for the new address to confirm it (EMAIL_VERIFICATION=required). */
+  pending_email?: string
+}
+
+export function toPublicUser (row: UserRecord): PublicUser {
+  const user: PublicUser = {
+    id: row.id,
+    username: row.username,
+    email: row.email,
+    role: row.role,
+    created_at: row.created_at,
+    updated_at: row.updated_at,
+    email_verified: row.email_verified_at !== null
+  }
+  if (row.pending_email !== null) user.pending_email = row.pending_email
+  return user
+}
+
+export function findUserById (db: DbOrTrx, id: number): Promise<UserRecord | undefined> {
   return db.selectFrom('users').select(PUBLIC_USER_COLUMNS).where('id', '=', id).executeTakeFirst()
 }
 
-/** Login look-up: by the normalised email, with the hash. */
-export function findUserForLogin (db: DbOrTrx, emailNormalized: string): Promise<Pick<UserRow, 'id' | 'hashed_password'> | undefined> {
-  return db.selectFrom('users').select(['id', 'hashed_password']).where('email_normalized', '=', emailNormalized).executeTakeFirst()
+/** Login look-up: by the normalised email, with the hash and what decides whether the account may log in. */
+export function findUserForLogin (db: DbOrTrx, emailNormalized: string) {
+  return db.selectFrom('users').select(['id', 'hashed_password', 'email_verified_at']).where('email_normalized', '=', emailNormalized).executeTakeFirst()
 }
+export type LoginUser = NonNullable<Awaited<ReturnType<typeof findUserForLogin>>>
 
-/** By the normalised email, without the hash (admin CLI). */
-export function findUserByEmail (db: DbOrTrx, emailNormalized: string): Promise<PublicUser | undefined> {
+/** By the normalised email, without the hash (admin CLI, requests for links). */
+export function findUserByEmail (db: DbOrTrx, emailNormalized: string): Promise<UserRecord | undefined> {
   return db.selectFrom('users').select(PUBLIC_USER_COLUMNS).where('email_normalized', '=', emailNormalized).executeTakeFirst()
 }
 
@@ -66,9 +88,9 @@ export async function insertUser (db: DbOrTrx, user: NewUser): Promise<number> {
   }
 }
 
-export type UserChanges = Partial<Pick<UserRow, 'username' | 'username_normalized' | 'email' | 'email_normalized' | 'hashed_password' | 'role' | 'updated_at'>>
+export type UserChanges = Partial<Pick<UserRow, 'username' | 'username_normalized' | 'email' | 'email_normalized' | 'hashed_password' | 'role' | 'updated_at' | 'email_verified_at' | 'pending_email'>>
 
-export async function updateUser (db: DbOrTrx, id: number, changes: UserChanges): Promise<PublicUser | undefined> {
+export async function updateUser (db: DbOrTrx, id: number, changes: UserChanges): Promise<UserRecord | undefined> {
   try {
     return await db.updateTable('users').set(changes).where('id', '=', id).returning(PUBLIC_USER_COLUMNS).executeTakeFirst()
   } catch (error) {

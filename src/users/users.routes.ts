@@ -1,9 +1,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { recordAuditEvent, type AuditEvent } from '../audit/audit.queries.js'
+import { queuePasswordChangedNotice, sendAccountLink } from '../account/account-links.js'
+import { voidAccountTokens } from '../account/account-tokens.queries.js'
+import { planEmailChange, recordEmailChange } from '../account/email-change.js'
+import { recordAuditEvent } from '../audit/audit.queries.js'
 import { revokeUserSessions, type AuthenticatedUser } from '../auth/sessions.queries.js'
 import { AppError, errors } from '../errors.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, usernameProblem } from './identity.js'
-import { deleteUser, findTaken, findUserById, insertUser, takenError, updateUser, type PublicUser, type UserChanges } from './users.queries.js'
+import { deleteUser, findTaken, findUserById, insertUser, takenError, toPublicUser, updateUser, type UserChanges, type UserRecord } from './users.queries.js'
 import { errorResponses, SignupResponse, UserCreate, UserIdParams, UserPublic, UserUpdate } from './users.schemas.js'
 
 /** Self or admin; anyone else gets 403 whether or not the target exists (no existence oracle). */
@@ -12,12 +15,9 @@ export function assertCanActOn (user: AuthenticatedUser, targetId: number): void
 }
 
 /** The caller's own row is already loaded by authentication; only admins need a look-up. */
-async function loadTarget (app: Parameters<FastifyPluginAsyncTypebox>[0], user: AuthenticatedUser, targetId: number): Promise<PublicUser> {
+async function loadTarget (app: Parameters<FastifyPluginAsyncTypebox>[0], user: AuthenticatedUser, targetId: number): Promise<UserRecord> {
   assertCanActOn(user, targetId)
-  if (user.id === targetId) {
-    const { session_id: _sid, authenticated_at: _at, ...self } = user
-    return self
-  }
+  if (user.id === targetId) return user
   const target = await findUserById(app.db.kysely, targetId)
   if (target === undefined) throw errors.userNotFound()
   return target
@@ -56,7 +56,8 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (taken.username || taken.email) throw takenError(taken)
     const hashedPassword = await app.passwords.hash(password)
     const now = new Date(app.now()).toISOString()
-    // The account and its signup event commit together: a crash never leaves one without the other.
+    // The account, its signup event and its verification email commit together: a crash never
+    // leaves one without the others.
     const userId = await app.db.kysely.transaction().execute(async (trx) => {
       const id = await insertUser(trx, {
         username,
@@ -69,6 +70,9 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
         updated_at: now
       })
       await recordAuditEvent(trx, request, { type: 'signup', outcome: 'success', userId: id, actorId: id }, now)
+      if (app.config.emailVerification !== 'off') {
+        await sendAccountLink(app, trx, { purpose: 'verify_email', user: { id, username }, to: email, limited: true }, Date.parse(now))
+      }
       return id
     })
     request.log.info({ userId }, 'user signed up')
@@ -85,7 +89,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       params: UserIdParams,
       response: { 200: UserPublic, ...errorResponses({ 400: 'Invalid user id', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)' }) }
     }
-  }, async (request) => loadTarget(app, request.user, request.params.user_id))
+  }, async (request) => toPublicUser(await loadTarget(app, request.user, request.params.user_id)))
 
   app.put('/users/:user_id', {
     onRequest: app.authenticate,
@@ -113,44 +117,42 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
         app.now() - Date.parse(user.authenticated_at) > app.config.reauthWindow * 1000) {
       throw errors.forbidden('Recent login required: log in again to change your password or email')
     }
-    const changes: UserChanges = {}
+    const emailPlan = planEmailChange(app.config.emailVerification, target, email)
+    const changes: UserChanges = { ...emailPlan.changes }
     if (username !== undefined) {
       const problem = usernameProblem(username)
       if (problem) throw errors.badRequest(problem)
       changes.username = username
       changes.username_normalized = normalizeUsername(username)
     }
-    if (email !== undefined) {
-      changes.email = email
-      changes.email_normalized = normalizeEmail(email)
-    }
     if (password !== undefined) {
       const problem = passwordProblem(password, policy, { username: username ?? target.username, email: email ?? target.email })
       if (problem) throw errors.badRequest(problem)
     }
-    const taken = await findTaken(app.db.kysely, { usernameNormalized: changes.username_normalized, emailNormalized: changes.email_normalized }, target.id)
+    const taken = await findTaken(app.db.kysely, { usernameNormalized: changes.username_normalized, emailNormalized: emailPlan.newNormalized }, target.id)
     if (taken.username || taken.email) throw takenError(taken)
     if (password !== undefined) changes.hashed_password = await app.passwords.hash(password)
-    const now = new Date(app.now()).toISOString()
+    const nowMs = app.now()
+    const now = new Date(nowMs).toISOString()
     changes.updated_at = now
 
-    // New hash and revocation of the other sessions commit together or not at all.
+    // The row, the revocation of the other sessions, voided links, notices and audit events
+    // commit together or not at all.
     const updated = await app.db.kysely.transaction().execute(async (trx) => {
       const row = await updateUser(trx, target.id, changes)
       if (row === undefined) return row
-      const event = { outcome: 'success', userId: target.id, actorId: user.id } as const
       if (password !== undefined) {
         const revoked = await revokeUserSessions(trx, target.id, now, target.id === user.id ? user.session_id : undefined)
-        await recordAuditEvent(trx, request, { ...event, type: 'password_change', detail: { sessions_revoked: revoked } }, now)
+        await voidAccountTokens(trx, target.id, { purposes: ['reset_password'] }, now)
+        await queuePasswordChangedNotice(app, trx, target, now)
+        await recordAuditEvent(trx, request, { type: 'password_change', outcome: 'success', userId: target.id, actorId: user.id, detail: { sessions_revoked: revoked } }, now)
       }
-      if (email !== undefined && changes.email_normalized !== normalizeEmail(target.email)) {
-        await recordAuditEvent(trx, request, { ...event, type: 'email_change' } satisfies AuditEvent, now)
-      }
+      await recordEmailChange(app, trx, request, emailPlan, target, user.id, nowMs)
       return row
     })
     if (updated === undefined) throw errors.userNotFound()
     request.log.info({ userId: target.id, fields: Object.keys(request.body) }, 'user updated')
-    return updated
+    return toPublicUser(updated)
   })
 
   app.delete('/users/:user_id', {

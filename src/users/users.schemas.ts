@@ -36,7 +36,9 @@ export const UserPublic = Type.Object({
   email: Type.String({ examples: ['roh@gmail.com'] }),
   role: Type.Union([Type.Literal('user'), Type.Literal('admin')]),
   created_at: Type.String({ format: 'date-time' }),
-  updated_at: Type.String({ format: 'date-time' })
+  updated_at: Type.String({ format: 'date-time' }),
+  email_verified: Type.Boolean({ description: 'Whether a link sent to the email was opened' }),
+  pending_email: Type.Optional(Type.String({ description: 'EMAIL_VERIFICATION=required: the new email of a change, until that address confirms it' }))
 }, { title: 'UserPublic' })
 
 export const SignupResponse = Type.Object({
