@@ -12,6 +12,7 @@ import sessionsRoutes from './auth/sessions.routes.js'
 import { createTokens } from './auth/tokens.js'
 import { resolveJwtSecret, type Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
+import { readableDataFilesWarning, sqliteFiles } from './db/file-modes.js'
 import { migrateToLatest } from './db/migrate.js'
 import emailPlugin from './email/email.plugin.js'
 import { linkKey } from './email/links.js'
@@ -25,7 +26,8 @@ import authPlugin from './plugins/auth.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import limitsPlugin from './plugins/limits.js'
-import securityHeaders from './plugins/security-headers.js'
+import corsPlugin from './plugins/cors.js'
+import securityHeaders, { strictTransportSecurity } from './plugins/security-headers.js'
 import usersRoutes from './users/users.routes.js'
 
 declare module 'fastify' {
@@ -124,6 +126,8 @@ function serverTimeoutOptions (config: Config) {
 
 /** The composition root: opens the database (migrating it), then registers plugins and routes. No listen. */
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const hsts = strictTransportSecurity(config)
+  const frameworkErrorHeaders = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-store', ...(hsts && { 'strict-transport-security': hsts }) }
   const app = Fastify({
     logger: overrides.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimit,
@@ -138,7 +142,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
       const detail = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? 'A path segment is too long'
         : error.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (invalid percent-encoding)' : 'Bad request'
-      return (reply as FastifyReply).code(400).headers({ 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }).send({ detail })
+      return (reply as FastifyReply).code(400).headers(frameworkErrorHeaders).send({ detail })
     },
     return503OnClosing: true,
     // Not trusted blindly (requestIdHeader: false): requestIdFor keeps a sane X-Request-Id only.
@@ -166,12 +170,22 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   }
   const { secret, source, path } = resolveJwtSecret(config)
   if (source === 'created') app.log.warn({ path }, 'JWT_SECRET not set: generated a 256-bit secret and saved it (owner-only) for later starts')
+  // Files we create are owner-only; older ones (or an operator's) may not be: say so, change nothing.
+  const { database } = config
+  const readable = readableDataFilesWarning([
+    ...(database.dialect === 'sqlite' && database.location !== ':memory:' ? sqliteFiles(database.location) : []),
+    ...(source === 'file' && path !== undefined ? [path] : [])
+  ])
+  if (readable !== undefined) app.log.warn({ files: readable.files }, readable.message)
 
   app.decorate('config', config)
   await app.register(dbPlugin, { db })
+  await app.register(requestIdPlugin)
+  // Not registered at all without CORS_ORIGINS: no hook on any request. Before the metrics plugin,
+  // whose /metrics it exempts, and after request-id, so a preflight's answer carries the id too.
+  if (config.corsOrigins.length > 0) await app.register(corsPlugin)
   const metrics = createMetrics()
   await app.register(metricsPlugin, { metrics })
-  await app.register(requestIdPlugin)
   await app.register(authPlugin, {
     tokens: createTokens({ secret, issuer: config.jwtIssuer, audience: config.jwtAudience, ttl: config.accessTokenTtl, now }),
     passwords: overrides.passwords ?? await createPasswords(config.hashConcurrency, config.hashQueueLimit,

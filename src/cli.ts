@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline'
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
@@ -8,6 +8,7 @@ import { recordAuditEvent } from './audit/audit.queries.js'
 import { createPasswords } from './auth/passwords.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { classifyDbError, createDb, type Db } from './db/database.js'
+import { createOwnerOnlyFile } from './db/file-modes.js'
 import { isSchemaCurrent, LATEST_MIGRATION, migrateToLatest } from './db/migrate.js'
 import { AppError } from './errors.js'
 import { describeImportReport, importFastapiUsers, ImportSourceError, readFastapiUsers } from './import/fastapi.js'
@@ -108,8 +109,9 @@ Options:
     usage: `Usage: npm run cli -- backup --to FILE
 
 Writes a consistent copy of the SQLite database to FILE (SQLite's online backup: the server may
-keep running and writing). FILE must not exist yet. To restore: stop the server, put the copy in
-place of the database file, delete the -wal and -shm files next to it, start the server.
+keep running and writing), readable by its owner only (mode 0600). FILE must not exist yet.
+To restore: stop the server, put the copy in place of the database file, delete the -wal and
+-shm files next to it, start the server.
 
 For PostgreSQL use pg_dump (see the README's Deploying section).
 
@@ -331,11 +333,24 @@ async function backup (values: Values, config: Config): Promise<number> {
   if (database.location === ':memory:') throw new CliError('backup: an in-memory database has nothing to copy')
   if (!existsSync(database.location)) throw new CliError(`backup: no database at ${database.location}`)
   const destination = resolve(to)
-  if (existsSync(destination)) throw new CliError(`backup: ${destination} exists already; choose a new file (nothing was written)`)
+  const exists = () => new CliError(`backup: ${destination} exists already; choose a new file (nothing was written)`)
+  if (existsSync(destination)) throw exists()
   return withDb(config, async (db) => {
-    const { totalPages } = await db.sqlite!.backup(destination)
-    out(`Copied ${database.display} to ${destination} (${totalPages} pages).`)
-    return 0
+    // The copy holds every email and password hash: owner-only (0600) from its first byte, as the database is.
+    try {
+      createOwnerOnlyFile(destination)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw exists()
+      throw new CliError(`backup: cannot create ${destination}: ${(error as Error).message}`)
+    }
+    try {
+      const { totalPages } = await db.sqlite!.backup(destination)
+      out(`Copied ${database.display} to ${destination} (${totalPages} pages, mode 0600).`)
+      return 0
+    } catch (error) {
+      rmSync(destination, { force: true })
+      throw error
+    }
   })
 }
 
