@@ -171,22 +171,24 @@ export interface Segment {
 export function segmentsAfter (dialect: Dialect, sort: SortKey, order: SortOrder, after: CursorPosition | undefined): Segment[] {
   const key = sortKey(dialect, sort)
   const id = sql.ref('users.id')
+  // Every segment is ordered by (key, id), even where the key is one value: that is the order of
+  // the key's index, so both databases read the index (ordered by id, SQLite would pick the
+  // primary key and filter, PostgreSQL too when the run of equal keys looks short).
   const full: Segment['order'] = [{ key: 'sort', direction: order }, { key: 'id', direction: order }]
-  const byId: Segment['order'] = [{ key: 'id', direction: order }]
   if (after === undefined) return [{ where: [], order: full }]
   const beyond = order === 'desc' ? '<' : '>'
   const nullable = sort === 'last_login_at'
   if (after.key === null) {
     if (!nullable) throw new Error('a null cursor key for a column that is never null')
-    const nulls: Segment = { where: [(eb) => eb(key, 'is', null), (eb) => eb(id, beyond, after.id)], order: byId }
+    const nulls: Segment = { where: [(eb) => eb(key, 'is', null), (eb) => eb(id, beyond, after.id)], order: full }
     return order === 'desc' ? [nulls] : [nulls, { where: [(eb) => eb(key, 'is not', null)], order: full }]
   }
   const value = after.key
   const segments: Segment[] = [
-    { where: [(eb) => eb(key, '=', value), (eb) => eb(id, beyond, after.id)], order: byId },
+    { where: [(eb) => eb(key, '=', value), (eb) => eb(id, beyond, after.id)], order: full },
     { where: [(eb) => eb(key, beyond, value)], order: full }
   ]
-  if (nullable && order === 'desc') segments.push({ where: [(eb) => eb(key, 'is', null)], order: byId })
+  if (nullable && order === 'desc') segments.push({ where: [(eb) => eb(key, 'is', null)], order: full })
   return segments
 }
 
