@@ -103,6 +103,12 @@ for (const dialect of DIALECTS) {
       assert.equal(page.users.find((user) => user.id === bob.id)!.last_login_at, null)
       assert.equal(page.users.find((user) => user.id === bob.id)!.sessions, 0)
       assert.ok(!JSON.stringify(page).includes('argon2'), 'no password hash in the listing')
+      // The unfiltered total follows deletions and signups at once.
+      assert.equal((await authed(app, admin.token, { method: 'DELETE', url: `/users/${bob.id}` })).statusCode, 204)
+      await signup(app)
+      await signup(app)
+      const after = await listUsers(app, admin.token)
+      assert.deepEqual([after.total, after.total_exact, after.users.length], [4, true, 4])
     })
 
     it('q matches the start of the email or the username, ignoring case; match=contains finds it anywhere', async (t) => {
