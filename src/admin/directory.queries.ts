@@ -24,6 +24,8 @@ import { selectAdminUsers } from './admin.queries.js'
 //   the count's query returns the matching ids (SQLite reads them in process, at no transfer
 //   cost), and below walkThreshold those few rows are read by id and sorted; above it the walk
 //   writes every filter column `+column` (a no-op that keeps SQLite off its index).
+// - SQLite reads all this in one transaction (one snapshot; in process, so a query costs no
+//   round trip); PostgreSQL in one statement (postgresPageStatement: one round trip, one snapshot).
 
 export type SortKey = 'created_at' | 'email' | 'username' | 'last_login_at'
 export type SortOrder = 'asc' | 'desc'
