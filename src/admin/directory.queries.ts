@@ -21,9 +21,8 @@ import { selectAdminUsers } from './admin.queries.js'
 //   keeping the rows that match, or reading the matches through the filter's index and sorting
 //   them; its statistics make that choice well. SQLite's planner does not (at a million users it
 //   took the role index for role=user and sorted every row: 2.7 s), so there the choice is ours:
-//   the count's query returns the matching ids (SQLite reads them in process, at no transfer
-//   cost), and below walkThreshold those few rows are read by id and sorted; above it the walk
-//   writes every filter column `+column` (a no-op that keeps SQLite off its index).
+//   at most walkThreshold matches are read by id and sorted; more, and the walk writes every
+//   filter column `+column` (a no-op that keeps SQLite off its index).
 // - SQLite reads all this in one transaction (one snapshot; in process, so a query costs no
 //   round trip); PostgreSQL in one statement (postgresPageStatement: one round trip, one snapshot).
 
@@ -156,7 +155,7 @@ export function hasFilter (filter: DirectoryFilter): boolean {
     filter.emailVerified !== undefined || filter.createdFrom !== undefined || filter.createdBefore !== undefined
 }
 
-/** SQLite: the ids of up to TOTAL_CAP + 1 matching users, in no order (their number is the total). */
+/** SQLite: the ids of up to TOTAL_CAP + 1 matching users, in no order (read when they are few). */
 export function candidatesQuery (db: Kysely<Database>, dialect: Dialect, filter: DirectoryFilter, now: string) {
   const condition = filterCondition(dialect, filter, now)
   let query = db.selectFrom('users').select('users.id').limit(TOTAL_CAP + 1)
@@ -165,7 +164,7 @@ export function candidatesQuery (db: Kysely<Database>, dialect: Dialect, filter:
 }
 
 /**
- * PostgreSQL: how many users match, counted up to TOTAL_CAP + 1. A prefix search counts its two
+ * How many users match, counted up to TOTAL_CAP + 1. On PostgreSQL a prefix search counts its two
  * sides as disjoint halves (email matches; username matches whose email does not), so that
  * each reads its own index, index-only, and stops at the cap: as one OR, PostgreSQL would read
  * every entry of both ranges into a bitmap before counting (30 ms for "ma" at a million users).
@@ -177,7 +176,7 @@ export function cappedCountQuery (db: Kysely<Database>, dialect: Dialect, filter
     for (const condition of [...sides, ...others.map((term): Condition => (eb) => term(eb, indexable))]) query = query.where(condition)
     return query
   }
-  if (q !== undefined && filter.q?.match === 'prefix') {
+  if (dialect === 'postgres' && q !== undefined && filter.q?.match === 'prefix') {
     const [email, username] = q.map((side): Condition => (eb) => side(eb, indexable))
     // Kysely puts each query in parentheses; the whole is one more.
     const halves = sql`(${matching([email])} union all ${matching([username, (eb) => eb.not(email(eb))])} limit ${TOTAL_CAP + 1})`
@@ -303,13 +302,19 @@ export async function readDirectoryPage (db: Kysely<Database>, dialect: Dialect,
 }
 
 async function readSqlite (trx: Kysely<Database>, query: DirectoryQuery, now: string): Promise<{ rows: DirectoryRow[], total: number, totalExact: boolean }> {
-  if (!hasFilter(query.filter)) return { rows: await walk(trx, 'sqlite', query, now), total: await countAllSqlite(trx), totalExact: true }
-  const ids = (await candidatesQuery(trx, 'sqlite', query.filter, now).execute()).map((row) => row.id)
-  const top = await trx.selectFrom('users').select((eb) => eb.fn.max('users.id').as('n')).executeTakeFirst()
-  const rows = ids.length <= walkThreshold(query.sort, query.limit, Number(top?.n ?? 0))
-    ? (ids.length === 0 ? [] : await pageByIdsQuery(trx, query, ids, now).execute())
-    : await walk(trx, 'sqlite', query, now)
-  return { rows, total: Math.min(ids.length, TOTAL_CAP), totalExact: ids.length <= TOTAL_CAP }
+  const users = await countAllSqlite(trx)
+  if (!hasFilter(query.filter)) return { rows: await walk(trx, 'sqlite', query, now), total: users, totalExact: true }
+  // Counted by SQLite itself (no row reaches JavaScript); the ids are read only when few.
+  const counted = Number((await cappedCountQuery(trx, 'sqlite', query.filter, now).executeTakeFirstOrThrow()).n)
+  const threshold = walkThreshold(query.sort, query.limit, users)
+  let rows: DirectoryRow[] = []
+  if (counted > threshold) {
+    rows = await walk(trx, 'sqlite', query, now)
+  } else if (counted > 0) {
+    const ids = (await candidatesQuery(trx, 'sqlite', query.filter, now).limit(threshold + 1).execute()).map((row) => row.id)
+    rows = await pageByIdsQuery(trx, query, ids, now).execute()
+  }
+  return { rows, total: Math.min(counted, TOTAL_CAP), totalExact: counted <= TOTAL_CAP }
 }
 
 export type PostgresPageRow = Partial<DirectoryRow> & { total_n: number | string, exact: boolean }
