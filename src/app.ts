@@ -19,6 +19,7 @@ import { linkKey } from './email/links.js'
 import { loadTemplates } from './email/templates.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
+import afterResponsePlugin from './plugins/after-response.js'
 import healthPlugin from './plugins/health.js'
 import metricsPlugin, { createMetrics } from './plugins/metrics.js'
 import requestIdPlugin, { requestIdFor } from './plugins/request-id.js'
@@ -194,6 +195,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   })
   await app.register(limitsPlugin)
   await app.register(emailPlugin, { key: linkKey(secret), templates })
+  // After the email plugin, so that at close its work (which queues emails) ends first.
+  await app.register(afterResponsePlugin)
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
   await app.register(healthPlugin)
