@@ -9,13 +9,16 @@ import { createPasswords, type Passwords } from './auth/passwords.js'
 import { rotationKey } from './auth/refresh-tokens.js'
 import sessionsRoutes from './auth/sessions.routes.js'
 import { createTokens } from './auth/tokens.js'
-import { resolveJwtSecret, type Config } from './config.js'
+import { resolveJwtSecret, resolveMfaKey, type Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
 import { migrateToLatest } from './db/migrate.js'
 import emailPlugin from './email/email.plugin.js'
 import { linkKey } from './email/links.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
+import mfaAdminRoutes from './mfa/mfa-admin.routes.js'
+import mfaRoutes from './mfa/mfa.routes.js'
+import { createKeyring } from './mfa/secret-box.js'
 import healthPlugin from './plugins/health.js'
 import metricsPlugin, { createMetrics } from './plugins/metrics.js'
 import requestIdPlugin, { requestIdFor } from './plugins/request-id.js'
@@ -162,6 +165,9 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   }
   const { secret, source, path } = resolveJwtSecret(config)
   if (source === 'created') app.log.warn({ path }, 'JWT_SECRET not set: generated a 256-bit secret and saved it (owner-only) for later starts')
+  const mfaKey = resolveMfaKey(config)
+  if (mfaKey.source === 'created') app.log.warn({ path: mfaKey.path }, 'MFA_ENCRYPTION_KEY not set: generated the key for TOTP secrets and saved it (owner-only); keep it with your backups')
+  const mfaKeyring = createKeyring(mfaKey.key, config.mfa.previousKeys)
 
   app.decorate('config', config)
   await app.register(dbPlugin, { db })
@@ -185,5 +191,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(usersRoutes)
   await app.register(accountRoutes)
   await app.register(auditRoutes)
+  await app.register(mfaRoutes, { keyring: mfaKeyring })
+  await app.register(mfaAdminRoutes)
   return app
 }
