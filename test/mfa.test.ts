@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { describe, it, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import { lockoutKey } from '../src/auth/lockout.js'
 import { hashRecoveryCode, normalizeRecoveryCode } from '../src/mfa/recovery-codes.js'
-import { authed, buildTestApp, createClock, createUser, DIALECTS, json, login, type DialectName } from './helpers.js'
+import { authed, buildTestApp, createClock, createTestDatabase, createUser, DIALECTS, json, login, REDIS_SKIP, TEST_REDIS_URL, type DialectName } from './helpers.js'
 import {
   challenge, createMfaUser, decodeClaims, mfaLogin, passwordLogin, readQrSvg, startEnrollment, startOfStep, STEP_MS,
   stepOf, totpAt, totpOfStep
@@ -503,6 +506,46 @@ for (const dialect of DIALECTS) {
       assert.equal(claims.aal, 'aal1')
       assert.deepEqual(claims.amr, [{ method: 'pwd', timestamp: Math.floor(START / 1000) }])
       assert.equal((await authed(app, json(response).access_token, { method: 'PUT', url: `/users/${user.id}`, payload: { password: 'a-new-Password-123' } })).statusCode, 200)
+    })
+  })
+}
+
+for (const dialect of DIALECTS) {
+  describe(`MFA lockout shared through Redis (${dialect.name})`, { skip: REDIS_SKIP || dialect.skip }, () => {
+    it('locks MFA on both instances when the wrong codes are spread across them', async (t) => {
+      const clock = createClock(START)
+      const database = await createTestDatabase(dialect.name)
+      t.after(() => database.drop())
+      // Instances sharing a database share the MFA key too (as they share JWT_SECRET).
+      const env = { REDIS_URL: TEST_REDIS_URL!, MFA_ENCRYPTION_KEY: randomBytes(32).toString('base64') }
+      const options = { dialect: dialect.name, databaseUrl: database.url, env, overrides: { now: clock.now } }
+      const { app: a } = await buildTestApp(t, options)
+      const { app: b } = await buildTestApp(t, options)
+      const user = await createMfaUser(a)
+      // The record is keyed on the user id: clear what an earlier run on another database left.
+      const redis = new Redis(TEST_REDIS_URL!, { maxRetriesPerRequest: 1 })
+      const key = 'uma:mfa-lockout:' + lockoutKey(`mfa:user:${user.id}`)
+      await redis.del(key)
+      t.after(async () => {
+        await redis.del(key)
+        await redis.quit()
+      })
+      clock.advance(STEP_MS)
+      const wrong = totpOfStep(user.secret, stepOf(clock.now()) + 9)
+      for (let i = 0; i < 10; i++) {
+        const app = i % 2 ? a : b
+        const response = await mfaLogin(app, { mfa_token: await challenge(app, user), code: wrong })
+        assert.equal(response.statusCode, 401, `wrong code ${i + 1}`)
+      }
+      assert.equal(await redis.hget(key, 'failures'), '10', 'one record for both instances')
+      for (const app of [a, b]) {
+        const locked = await mfaLogin(app, { mfa_token: await challenge(app, user), code: totpAt(user.secret, clock.now()) })
+        assert.equal(locked.statusCode, 429, locked.body)
+        assert.equal(locked.headers['retry-after'], '900')
+      }
+      clock.advance(15 * 60_000)
+      assert.equal((await mfaLogin(b, { mfa_token: await challenge(b, user), code: totpAt(user.secret, clock.now()) })).statusCode, 200)
+      assert.equal(await redis.exists(key), 0, 'the success cleared the shared record')
     })
   })
 }
