@@ -6,11 +6,13 @@ import { parseArgs } from 'node:util'
 import type { MigrationResultSet } from 'kysely'
 import { recordAuditEvent } from './audit/audit.queries.js'
 import { createPasswords } from './auth/passwords.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { ConfigError, loadConfig, resolveMfaKey, type Config } from './config.js'
 import { classifyDbError, createDb, type Db } from './db/database.js'
 import { isSchemaCurrent, LATEST_MIGRATION, migrateToLatest } from './db/migrate.js'
 import { AppError } from './errors.js'
 import { describeImportReport, importFastapiUsers, ImportSourceError, readFastapiUsers } from './import/fastapi.js'
+import { reencryptTotpSecrets } from './mfa/key-rotation.js'
+import { createKeyring } from './mfa/secret-box.js'
 import { emailProblem } from './users/email-format.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, USERNAME_MAX_LENGTH, usernameProblem } from './users/identity.js'
 import { findTaken, findUserByEmail, insertUser, setUserRole } from './users/users.queries.js'
@@ -36,6 +38,7 @@ Commands:
   create-admin --promote --email E          Make an existing account an admin
   import-fastapi --from SOURCE [--dry-run]  Import the FastAPI app's users (keeps ids and password hashes)
   backup --to FILE                          Copy the SQLite database to FILE while the server runs
+  rotate-mfa-key                            Re-encrypt every TOTP secret under the current MFA key
 
 Run npm run cli -- <command> --help for a command's details.`
 
@@ -113,6 +116,20 @@ Options:
   --to FILE   where to write the copy`,
     options: { to: { type: 'string' } },
     run: backup
+  },
+  'rotate-mfa-key': {
+    usage: `Usage: npm run cli -- rotate-mfa-key
+
+Encrypts every stored TOTP secret under the current MFA key (MFA_ENCRYPTION_KEY, or the key file
+in DATA_DIR), reading the old ones with MFA_PREVIOUS_ENCRYPTION_KEYS. Safe while servers run and
+safe to repeat. To rotate the key:
+  1. set MFA_ENCRYPTION_KEY to a new key (openssl rand -base64 32) and MFA_PREVIOUS_ENCRYPTION_KEYS
+     to the old one, on every instance, and restart them (secrets move to the new key as they are used);
+  2. run this command;
+  3. when it reports nothing left under another key, remove MFA_PREVIOUS_ENCRYPTION_KEYS.
+Exit code 1 when some secrets are under a key that is not configured (they are listed by key id).`,
+    options: {},
+    run: rotateMfaKey
   }
 }
 
@@ -315,6 +332,21 @@ async function backup (values: Values, config: Config): Promise<number> {
     const { totalPages } = await db.sqlite!.backup(destination)
     out(`Copied ${database.display} to ${destination} (${totalPages} pages).`)
     return 0
+  })
+}
+
+async function rotateMfaKey (_values: Values, config: Config): Promise<number> {
+  const { key, source } = resolveMfaKey(config)
+  if (source === 'created') out('No MFA key was configured or on file: generated one (as the server would).')
+  const keyring = createKeyring(key, config.mfa.previousKeys)
+  return withDb(config, async (db) => {
+    await migrateToLatest(db)
+    const report = await reencryptTotpSecrets(db.kysely, keyring)
+    out(`Current MFA key id: ${keyring.currentId}`)
+    out(`Re-encrypted ${report.reencrypted} TOTP secret(s); ${report.current} already under the current key.`)
+    const unreadable = Object.entries(report.unreadable)
+    for (const [keyId, count] of unreadable) err(`${count} secret(s) under key id ${keyId}, which is not configured: add that key to MFA_PREVIOUS_ENCRYPTION_KEYS and run again`)
+    return unreadable.length > 0 ? 1 : 0
   })
 }
 

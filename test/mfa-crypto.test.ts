@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, resolveMfaKey } from '../src/config.js'
 import { newRecoveryCode, newRecoveryCodes, normalizeRecoveryCode } from '../src/mfa/recovery-codes.js'
 import { createKeyring, mfaKeyId, open, seal, SecretBoxError, totpSecretContext } from '../src/mfa/secret-box.js'
 import { matchTotpStep, normalizeTotpCode } from '../src/mfa/totp.js'
+import { runCli } from './cli-process.js'
 import { buildTestApp, captureLogs, createClock, createTestDatabase, DIALECTS, json } from './helpers.js'
 import { challenge, createMfaUser, hotp, mfaLogin, totpAt } from './mfa-support.js'
 
@@ -174,6 +175,32 @@ for (const dialect of DIALECTS) {
       assert.equal(refused.statusCode, 500)
       assert.deepEqual(json(refused), { detail: 'Internal Server Error' })
       assert.ok(logs.lines.some((line) => /key id \S+, which is not configured/.test(line.err?.message ?? '')), 'the log names the missing key id')
+    })
+
+    it('rotate-mfa-key re-encrypts every secret under the new key, and names the keys it cannot read', async (t) => {
+      const oldKey = randomBytes(32).toString('base64')
+      const newKey = randomBytes(32).toString('base64')
+      const { app, databaseUrl } = await buildTestApp(t, { dialect: dialect.name, env: { MFA_ENCRYPTION_KEY: oldKey } })
+      const users = [await createMfaUser(app), await createMfaUser(app)]
+      const keyIds = async () => (await app.db.kysely.selectFrom('mfa_totp').select('key_id').execute()).map((row) => row.key_id)
+
+      const missing = await runCli(databaseUrl, ['rotate-mfa-key'], '', { MFA_ENCRYPTION_KEY: newKey })
+      assert.equal(missing.code, 1, missing.stderr)
+      assert.match(missing.stderr, new RegExp(`2 secret\\(s\\) under key id ${mfaKeyId(Buffer.from(oldKey, 'base64'))}, which is not configured`))
+      assert.ok(!missing.stdout.includes(oldKey) && !missing.stderr.includes(oldKey), 'no key in the output')
+
+      const rotated = await runCli(databaseUrl, ['rotate-mfa-key'], '', { MFA_ENCRYPTION_KEY: newKey, MFA_PREVIOUS_ENCRYPTION_KEYS: oldKey })
+      assert.equal(rotated.code, 0, rotated.stderr)
+      assert.match(rotated.stdout, /Re-encrypted 2 TOTP secret\(s\); 0 already under the current key/)
+      assert.deepEqual(await keyIds(), [mfaKeyId(Buffer.from(newKey, 'base64')), mfaKeyId(Buffer.from(newKey, 'base64'))])
+      const again = await runCli(databaseUrl, ['rotate-mfa-key'], '', { MFA_ENCRYPTION_KEY: newKey })
+      assert.equal(again.code, 0)
+      assert.match(again.stdout, /Re-encrypted 0 TOTP secret\(s\); 2 already under the current key/)
+
+      const { app: after } = await buildTestApp(t, { dialect: dialect.name, databaseUrl, env: { MFA_ENCRYPTION_KEY: newKey } })
+      for (const user of users) {
+        assert.equal((await mfaLogin(after, { mfa_token: await challenge(after, user), code: totpAt(user.secret, Date.now() + 30_000) })).statusCode, 200)
+      }
     })
   })
 }
