@@ -549,3 +549,79 @@ for (const dialect of DIALECTS) {
     })
   })
 }
+
+for (const dialect of DIALECTS) {
+  describe(`the per-request session check stays one query (${dialect.name})`, { skip: dialect.skip }, () => {
+    it('runs no query but the prepared session check for an authenticated GET, with MFA or without', async (t) => {
+      // The outbox worker queries on its own: no polling during the test, and the notice that
+      // turning TOTP on queued is sent before counting starts.
+      const { app } = await mfaApp(t, dialect.name, { MAIL_POLL_INTERVAL: '1h' })
+      const plain = await createUser(app)
+      const withMfa = await createMfaUser(app)
+      for (let i = 0; i < 200; i++) {
+        const pending = await db(app).selectFrom('email_outbox').select('id').where('status', '=', 'pending').execute()
+        if (pending.length === 0) break
+        await new Promise((resolve) => setTimeout(resolve, 25))
+      }
+      let queries = 0
+      if (app.db.dialect === 'sqlite') {
+        // Kysely prepares every statement it runs; the session check was prepared once, at start.
+        for (const connection of new Set([app.db.sqlite!, app.db.sqliteReader!])) {
+          const prepare = connection.prepare.bind(connection)
+          connection.prepare = ((source: string) => { queries++; return prepare(source) }) as typeof connection.prepare
+        }
+      } else {
+        const pool = app.db.pool!
+        const query = pool.query.bind(pool)
+        const connect = pool.connect.bind(pool)
+        // pool.query takes a client itself (synchronously); any other client taken is Kysely's.
+        let inPoolQuery = false
+        pool.query = ((...args: Parameters<typeof query>) => {
+          queries++
+          inPoolQuery = true
+          try {
+            return query(...args)
+          } finally {
+            inPoolQuery = false
+          }
+        }) as typeof pool.query
+        pool.connect = ((...args: Parameters<typeof connect>) => {
+          if (!inPoolQuery) queries += 1000
+          return connect(...args)
+        }) as typeof pool.connect
+      }
+      for (const user of [plain, withMfa]) {
+        const before = queries
+        const response = await authed(app, user.token, { method: 'GET', url: `/users/${user.id}` })
+        assert.equal(response.statusCode, 200)
+        assert.equal(queries - before, app.db.dialect === 'sqlite' ? 0 : 1, 'one statement: the session check')
+      }
+    })
+  })
+}
+
+describe('OpenAPI document', () => {
+  it('describes every MFA route with an operationId, a summary, its body and its answers', async (t) => {
+    const { app } = await mfaApp(t, 'sqlite')
+    const spec = json(await app.inject({ method: 'GET', url: '/openapi.json' }))
+    const routes: Array<[string, string, string, string[]]> = [
+      ['/users/login/mfa', 'post', 'loginMfa', ['200', '400', '401', '429']],
+      ['/users/me/mfa', 'get', 'getMyMfa', ['200', '401']],
+      ['/users/me/mfa/totp', 'post', 'startTotpEnrollment', ['200', '401', '403', '409']],
+      ['/users/me/mfa/totp/confirm', 'post', 'confirmTotp', ['200', '400', '401', '403', '409', '429']],
+      ['/users/me/mfa/totp', 'delete', 'removeTotp', ['204', '400', '401', '403', '404', '429']],
+      ['/users/me/mfa/recovery-codes', 'post', 'regenerateRecoveryCodes', ['200', '401', '403', '409']],
+      ['/admin/users/{user_id}/mfa', 'delete', 'resetUserMfa', ['204', '400', '401', '403', '404']]
+    ]
+    for (const [path, method, operationId, statuses] of routes) {
+      const operation = spec.paths[path]?.[method]
+      assert.ok(operation, `${method} ${path} is documented`)
+      assert.equal(operation.operationId, operationId)
+      assert.ok(operation.summary.length > 10)
+      assert.deepEqual(Object.keys(operation.responses).sort(), statuses)
+    }
+    const loginForbidden = spec.paths['/users/login'].post.responses['403'].content['application/json'].schema
+    assert.deepEqual(Object.keys(loginForbidden.properties).sort(), ['detail', 'methods', 'mfa_token'])
+    assert.ok(spec.paths['/users/login/mfa'].post.requestBody)
+  })
+})
