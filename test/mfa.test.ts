@@ -4,6 +4,7 @@ import { describe, it, type TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { lockoutKey } from '../src/auth/lockout.js'
+import { loadTemplates } from '../src/email/templates.js'
 import { hashRecoveryCode, normalizeRecoveryCode } from '../src/mfa/recovery-codes.js'
 import { authed, buildTestApp, createClock, createTestDatabase, createUser, DIALECTS, json, login, REDIS_SKIP, TEST_REDIS_URL, type DialectName } from './helpers.js'
 import {
@@ -393,6 +394,34 @@ for (const dialect of DIALECTS) {
     })
   })
 
+  describe(`two factors on one account (${dialect.name})`, { skip: dialect.skip }, () => {
+    it('lets either the authenticator app or a recovery code complete a login, each recorded in its session', async (t) => {
+      const { app, clock } = await mfaApp(t, dialect.name)
+      const user = await createMfaUser(app)
+      clock.advance(STEP_MS)
+      const byApp = json(await mfaLogin(app, { mfa_token: await challenge(app, user), code: totpAt(user.secret, clock.now()) }))
+      const byCode = json(await mfaLogin(app, { mfa_token: await challenge(app, user), recovery_code: user.recoveryCodes[1] }))
+      const methodsOf = async (token: string) => {
+        const session = (await sessionsOf(app, user.id)).find((row) => row.id === decodeClaims(token).sid)!
+        return { aal: session.aal, methods: JSON.parse(session.amr).map((entry: { method: string }) => entry.method) }
+      }
+      assert.deepEqual(await methodsOf(byApp.access_token), { aal: 'aal2', methods: ['pwd', 'totp'] })
+      assert.deepEqual(await methodsOf(byCode.access_token), { aal: 'aal2', methods: ['pwd', 'recovery_code'] })
+      // Using a recovery code leaves the app working, and the reverse.
+      clock.advance(STEP_MS)
+      assert.equal((await mfaLogin(app, { mfa_token: await challenge(app, user), code: totpAt(user.secret, clock.now()) })).statusCode, 200)
+      assert.equal((await mfaLogin(app, { mfa_token: await challenge(app, user), recovery_code: user.recoveryCodes[2] })).statusCode, 200)
+      assert.deepEqual(json(await passwordLogin(app, user)).methods, ['totp', 'recovery_code'])
+    })
+
+    it('lists only the app once every recovery code is used', async (t) => {
+      const { app } = await mfaApp(t, dialect.name)
+      const user = await createMfaUser(app)
+      await db(app).updateTable('mfa_recovery_codes').set({ used_at: new Date(START).toISOString() }).where('user_id', '=', user.id).execute()
+      assert.deepEqual(json(await passwordLogin(app, user)).methods, ['totp'])
+    })
+  })
+
   describe(`turning TOTP off (${dialect.name})`, { skip: dialect.skip }, () => {
     it('needs a right code: removes secret and codes, lowers every session to aal1, sends a notice', async (t) => {
       const { app, clock } = await mfaApp(t, dialect.name)
@@ -623,5 +652,25 @@ describe('OpenAPI document', () => {
     const loginForbidden = spec.paths['/users/login'].post.responses['403'].content['application/json'].schema
     assert.deepEqual(Object.keys(loginForbidden.properties).sort(), ['detail', 'methods', 'mfa_token'])
     assert.ok(spec.paths['/users/login/mfa'].post.requestBody)
+  })
+})
+
+describe('MFA notice emails', () => {
+  it('render every template with its values and no secret', () => {
+    const templates = loadTemplates(undefined)
+    const view = { app_name: 'Example', username: 'rohit', at: '2026-03-02 09:00', reset_url: 'https://accounts.example.com/account/reset-password', codes_left: 7 }
+    for (const purpose of ['mfa_totp_enabled', 'mfa_totp_disabled', 'mfa_reset', 'mfa_recovery_codes_regenerated', 'mfa_recovery_code_used']) {
+      assert.ok(templates.purposes.includes(purpose), purpose)
+      const email = templates.render(purpose, view)
+      assert.match(email.subject, /Example/, purpose)
+      for (const part of [email.text, email.html]) {
+        assert.match(part, /rohit/, purpose)
+        assert.match(part, /2026-03-02 09:00/, purpose)
+        // Mustache escapes "/" in HTML as &#x2F;, which mail clients read back as "/".
+        assert.match(part.replaceAll('&#x2F;', '/'), /https:\/\/accounts\.example\.com\/account\/reset-password/, purpose)
+        assert.doesNotMatch(part, /\{\{/, `${purpose}: every value filled`)
+      }
+    }
+    assert.match(templates.render('mfa_recovery_code_used', view).text, /you have 7 left/)
   })
 })
