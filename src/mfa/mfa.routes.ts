@@ -1,8 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Kysely } from 'kysely'
 import { recordAuditEvent } from '../audit/audit.queries.js'
 import { startSession } from '../auth/login.js'
 import { assertRecentLogin } from '../auth/recent-login.js'
 import { lowerUserSessions, revokeUserSessions, setSessionAssurance } from '../auth/sessions.queries.js'
+import type { Database } from '../db/database.js'
 import { AppError } from '../errors.js'
 import { errorResponses, TokenPair } from '../users/users.schemas.js'
 import { amrEntry, assertSecondFactor, parseAmr } from './assurance.js'
@@ -30,6 +33,44 @@ const totpIsOn = () => new AppError(409, 'TOTP is already on for this account; r
 function freshRecoveryCodes (userId: number) {
   const codes = newRecoveryCodes()
   return { codes, hashes: codes.map((code) => hashRecoveryCode(userId, normalizeRecoveryCode(code)!)) }
+}
+
+/**
+ * Confirms the caller's pending enrollment with the time step of its first code, in the
+ * caller's transaction: TOTP on, a fresh set of recovery codes, this session at aal2 and every
+ * other session ended, a notice, an audit event. The codes, or undefined when another request
+ * confirmed (or the enrollment expired) first.
+ */
+async function turnTotpOn (app: FastifyInstance, request: FastifyRequest, trx: Kysely<Database>, step: number, now: number): Promise<string[] | undefined> {
+  const { user } = request
+  if (!await activateTotp(trx, user.id, step, iso(now))) return undefined
+  const fresh = freshRecoveryCodes(user.id)
+  await replaceRecoveryCodes(trx, user.id, fresh.hashes, iso(now))
+  await syncMfaEnabled(trx, user.id)
+  const session = await trx.selectFrom('sessions').select('amr').where('id', '=', user.session_id).executeTakeFirstOrThrow()
+  await setSessionAssurance(trx, user.session_id, 'aal2', JSON.stringify([...parseAmr(session.amr), amrEntry('totp', now)]))
+  const revoked = await revokeUserSessions(trx, user.id, iso(now), user.session_id)
+  await queueMfaNotice(app, trx, 'mfa_totp_enabled', user, iso(now))
+  await recordAuditEvent(trx, request, { type: 'mfa_enabled', outcome: 'success', userId: user.id, actorId: user.id, detail: { method: 'totp', sessions_revoked: revoked } }, iso(now))
+  return fresh.codes
+}
+
+/**
+ * Removes the caller's TOTP (its code already spent, by `verifiedWith`) in the caller's
+ * transaction: the recovery codes go with the account's last second factor, every session drops
+ * to aal1, a notice, an audit event.
+ */
+async function turnTotpOff (app: FastifyInstance, request: FastifyRequest, trx: Kysely<Database>, verifiedWith: string, now: number): Promise<true> {
+  const { user } = request
+  await deleteTotp(trx, user.id)
+  if (!await syncMfaEnabled(trx, user.id)) {
+    await deleteRecoveryCodes(trx, user.id)
+    await deleteChallenges(trx, user.id)
+  }
+  const lowered = await lowerUserSessions(trx, user.id)
+  await queueMfaNotice(app, trx, 'mfa_totp_disabled', user, iso(now))
+  await recordAuditEvent(trx, request, { type: 'mfa_disabled', outcome: 'success', userId: user.id, actorId: user.id, detail: { method: 'totp', verified_with: verifiedWith, sessions_lowered: lowered } }, iso(now))
+  return true
 }
 
 const mfaRoutes: FastifyPluginAsyncTypebox<{ keyring: MfaKeyring }> = async (app, { keyring }) => {
@@ -111,18 +152,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<{ keyring: MfaKeyring }> = async (app
       const secret = open(keyring, { ciphertext: row.secret, keyId: row.key_id }, totpSecretContext(user.id))
       const step = matchTotpStep(secret, input.code, now, Number(row.last_step))
       if (step === undefined) return undefined
-      return app.db.kysely.transaction().execute(async (trx) => {
-        if (!await activateTotp(trx, user.id, step, iso(now))) return undefined
-        const fresh = freshRecoveryCodes(user.id)
-        await replaceRecoveryCodes(trx, user.id, fresh.hashes, iso(now))
-        await syncMfaEnabled(trx, user.id)
-        const session = await trx.selectFrom('sessions').select('amr').where('id', '=', user.session_id).executeTakeFirstOrThrow()
-        await setSessionAssurance(trx, user.session_id, 'aal2', JSON.stringify([...parseAmr(session.amr), amrEntry('totp', now)]))
-        const revoked = await revokeUserSessions(trx, user.id, iso(now), user.session_id)
-        await queueMfaNotice(app, trx, 'mfa_totp_enabled', user, iso(now))
-        await recordAuditEvent(trx, request, { type: 'mfa_enabled', outcome: 'success', userId: user.id, actorId: user.id, detail: { method: 'totp', sessions_revoked: revoked } }, iso(now))
-        return fresh.codes
-      })
+      return app.db.kysely.transaction().execute((trx) => turnTotpOn(app, request, trx, step, now))
     })
     if (codes === undefined) throw invalidCode()
     request.log.info({ userId: user.id }, 'TOTP turned on')
@@ -151,18 +181,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox<{ keyring: MfaKeyring }> = async (app
     const now = app.now()
     const done = await guardCodeCheck(app, request, user.id, 'totp_remove', () => app.db.kysely.transaction().execute(async (trx) => {
       const method = await spendCode(keyring, trx, user.id, input, now)
-      if (method === undefined) return undefined
-      await deleteTotp(trx, user.id)
-      // Recovery codes back up the account's second factors: they go with the last of them.
-      const stillOn = await syncMfaEnabled(trx, user.id)
-      if (!stillOn) {
-        await deleteRecoveryCodes(trx, user.id)
-        await deleteChallenges(trx, user.id)
-      }
-      const lowered = await lowerUserSessions(trx, user.id)
-      await queueMfaNotice(app, trx, 'mfa_totp_disabled', user, iso(now))
-      await recordAuditEvent(trx, request, { type: 'mfa_disabled', outcome: 'success', userId: user.id, actorId: user.id, detail: { method: 'totp', verified_with: method, sessions_lowered: lowered } }, iso(now))
-      return true
+      return method === undefined ? undefined : turnTotpOff(app, request, trx, method, now)
     }))
     if (done === undefined) throw invalidCode()
     request.log.info({ userId: user.id }, 'TOTP turned off')
