@@ -25,7 +25,7 @@ export type MfaLoginRequest = Static<typeof MfaLoginRequest>
 
 export const TotpEnrollment = Type.Object({
   secret: Type.String({ description: 'The TOTP secret, base32 (for typing into the app by hand)', examples: ['JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'] }),
-  otpauth_url: Type.String({ description: 'otpauth://totp/... for authenticator apps', examples: ['otpauth://totp/User%20Management%20API:roh%40gmail.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=User%20Management%20API&algorithm=SHA1&digits=6&period=30'] }),
+  otpauth_url: Type.String({ description: 'otpauth://totp/... for authenticator apps', examples: ['otpauth://totp/User%20Management%20API:roh%40gmail.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=User%20Management%20API'] }),
   qr_svg: Type.String({ description: 'The otpauth_url as a QR code (SVG document) to scan' }),
   expires_at: Type.String({ format: 'date-time', description: 'Confirm before then (10 minutes), or start again' })
 }, { title: 'TotpEnrollment' })

@@ -23,7 +23,10 @@ export function toBase32 (secret: Uint8Array): string {
   return base32.encode(secret)
 }
 
-/** The otpauth:// URI authenticator apps read (Key Uri Format): issuer, account label, secret. */
+/**
+ * The otpauth:// URI authenticator apps read (Key Uri Format): issuer, account label, secret.
+ * SHA1, 6 digits and 30 s are the format's defaults, which the URI leaves out.
+ */
 export function otpauthUrl (secret: Uint8Array, issuer: string, accountName: string): string {
   return generateTOTP({ issuer, label: accountName, secret: toBase32(secret), algorithm: 'sha1', digits: 6, period: TOTP_PERIOD_SECONDS })
 }
