@@ -7,6 +7,8 @@ export type AuditType =
   | 'session_revoked' | 'password_change' | 'email_change' | 'role_change' | 'user_deleted'
   | 'password_reset_requested' | 'password_reset' | 'email_verification_requested' | 'email_verified'
   | 'email_change_requested'
+  | 'mfa_challenge' | 'mfa_code' | 'mfa_lockout' | 'mfa_enrollment_started' | 'mfa_enabled' | 'mfa_disabled'
+  | 'mfa_reset' | 'recovery_codes_regenerated'
 
 export interface AuditEvent {
   type: AuditType

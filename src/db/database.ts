@@ -24,6 +24,8 @@ export interface UserTable {
   email_verified_at: string | null
   /** EMAIL_VERIFICATION=required: the new address of a change waiting for its confirmation. */
   pending_email: string | null
+  /** 1 while the account has a second factor (see syncMfaEnabled in src/mfa/factors.ts), else 0. */
+  mfa_enabled: Generated<number>
 }
 
 export interface SessionTable {
@@ -38,6 +40,48 @@ export interface SessionTable {
   revoked_at: string | null
   user_agent: string | null
   ip: string | null
+  /** Assurance level: aal2 once a second factor (or a passkey) was checked for this session. */
+  aal: Aal
+  /** How the session was authenticated: JSON of AmrEntry[], as the access token carries it. */
+  amr: string
+}
+
+export type Aal = 'aal1' | 'aal2'
+
+/** A TOTP secret (encrypted), pending until confirmed. */
+export interface MfaTotpTable {
+  user_id: number
+  /** AES-256-GCM: base64url of iv, ciphertext and tag (src/mfa/secret-box.ts). */
+  secret: string
+  /** Which MFA key encrypted it. */
+  key_id: string
+  /** The last RFC 6238 time step accepted; a code must be for a later one. */
+  last_step: Generated<number>
+  created_at: string
+  confirmed_at: string | null
+  /** A pending enrollment ends then; null once confirmed. */
+  expires_at: string | null
+}
+
+export interface MfaRecoveryCodeTable {
+  id: Generated<number>
+  user_id: number
+  /** SHA-256 of the user id and the normalised code, base64url. */
+  code_hash: string
+  created_at: string
+  used_at: string | null
+}
+
+export interface MfaChallengeTable {
+  id: Generated<number>
+  /** SHA-256 of the mfa_token, base64url. */
+  token_hash: string
+  user_id: number
+  /** When the password was checked. */
+  created_at: string
+  expires_at: string
+  failures: Generated<number>
+  used_at: string | null
 }
 
 export interface RefreshTokenTable {
@@ -113,6 +157,9 @@ export interface Database {
   sessions: SessionTable
   refresh_tokens: RefreshTokenTable
   audit_events: AuditEventTable
+  mfa_totp: MfaTotpTable
+  mfa_recovery_codes: MfaRecoveryCodeTable
+  mfa_challenges: MfaChallengeTable
 }
 
 export type UserRow = Selectable<UserTable>

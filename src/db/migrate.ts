@@ -3,6 +3,7 @@ import type { Db } from './database.js'
 import * as initial from './migrations/001-initial.js'
 import * as refreshTokensAudit from './migrations/002-refresh-tokens-audit.js'
 import * as accountLifecycle from './migrations/003-account-lifecycle.js'
+import * as mfa from './migrations/005-mfa.js'
 
 type DialectMigration = {
   up: (db: Parameters<Migration['up']>[0], dialect: Db['dialect']) => Promise<void>
@@ -13,7 +14,9 @@ type DialectMigration = {
 const MIGRATIONS: Record<string, DialectMigration> = {
   '001-initial': initial,
   '002-refresh-tokens-audit': refreshTokensAudit,
-  '003-account-lifecycle': accountLifecycle
+  '003-account-lifecycle': accountLifecycle,
+  // 004-administration comes with the admin work; Kysely applies migrations in name order.
+  '005-mfa': mfa
 }
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1) as string

@@ -35,7 +35,7 @@ export function findUserById (db: DbOrTrx, id: number): Promise<UserRecord | und
 
 /** Login look-up: by the normalised email, with the hash and what decides whether the account may log in. */
 export function findUserForLogin (db: DbOrTrx, emailNormalized: string) {
-  return db.selectFrom('users').select(['id', 'hashed_password', 'email_verified_at']).where('email_normalized', '=', emailNormalized).executeTakeFirst()
+  return db.selectFrom('users').select(['id', 'hashed_password', 'email_verified_at', 'mfa_enabled']).where('email_normalized', '=', emailNormalized).executeTakeFirst()
 }
 export type LoginUser = NonNullable<Awaited<ReturnType<typeof findUserForLogin>>>
 

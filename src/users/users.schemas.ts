@@ -52,6 +52,12 @@ export const Token = Type.Object({
   expires_in: Type.Integer({ description: 'Seconds until the access token expires', examples: [900] })
 }, { title: 'Token' })
 
+/** What a login (or a refresh) returns. */
+export const TokenPair = Type.Object({
+  ...Token.properties,
+  refresh_token: Type.String({ description: 'Exchange at POST /users/refresh for a new pair; single use' })
+}, { title: 'TokenPair' })
+
 export const HTTPError = Type.Object({
   detail: Type.String({ examples: ['User not found'] })
 }, { title: 'HTTPError' })
