@@ -21,6 +21,7 @@ import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
 import mfaAdminRoutes from './mfa/mfa-admin.routes.js'
 import mfaRoutes from './mfa/mfa.routes.js'
+import passkeysRoutes from './mfa/passkeys.routes.js'
 import { createKeyring } from './mfa/secret-box.js'
 import afterResponsePlugin from './plugins/after-response.js'
 import healthPlugin from './plugins/health.js'
@@ -216,5 +217,6 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(auditRoutes)
   await app.register(mfaRoutes, { keyring: mfaKeyring })
   await app.register(mfaAdminRoutes)
+  await app.register(passkeysRoutes)
   return app
 }

@@ -96,6 +96,19 @@ export interface Config {
   corsMaxAge: number
   /** Strict-Transport-Security max-age in seconds, sent only when publicUrl is https://. */
   hstsMaxAge: number
+  /** Passkeys: the relying party, from configuration only (never from a request's Host or Origin). */
+  webauthn: WebauthnConfig
+}
+
+export interface WebauthnConfig {
+  /** The RP ID: a domain name that every origin is, or is a subdomain of (WEBAUTHN_RP_ID). */
+  rpId: string
+  /** Shown by browsers and authenticators beside the passkey (WEBAUTHN_RP_NAME, default APP_NAME). */
+  rpName: string
+  /** Exact origins a ceremony may come from (WEBAUTHN_ORIGINS). Empty: passkeys unavailable, see `problem`. */
+  origins: string[]
+  /** Why the defaults give no usable origin (PUBLIC_URL on plain http or an IP address); logged at start. */
+  problem?: string
 }
 
 export interface MfaConfig {
@@ -365,6 +378,66 @@ function corsOrigins (env: Env): string[] {
   return [...origins]
 }
 
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/
+const IP_HOST = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\])$/i
+const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
+
+/** Browsers run WebAuthn only in a secure context whose host is the RP ID or one of its subdomains. */
+function originProblem (origin: URL, rpId: string): string | undefined {
+  const host = origin.hostname
+  if (host !== rpId && !host.endsWith(`.${rpId}`)) return `is not on the RP ID ${rpId} or a subdomain of it`
+  if (origin.protocol !== 'https:' && !(host === 'localhost' || host.endsWith('.localhost'))) return 'must be https:// (browsers allow http:// only for localhost)'
+  return undefined
+}
+
+/**
+ * The relying party, from configuration alone. Defaults that make the quick start work: the RP
+ * ID is PUBLIC_URL's host name, or localhost when that is an address (browsers refuse an IP
+ * address as RP ID, so WebAuthn never works on http://127.0.0.1); the origin is PUBLIC_URL's,
+ * and for a loopback PUBLIC_URL (the default http://127.0.0.1:8000) the same port on localhost,
+ * the address to open in the browser.
+ */
+function webauthnConfig (env: Env, publicUrl: string, appName: string): WebauthnConfig {
+  const base = new URL(publicUrl)
+  const rawRpId = env.WEBAUTHN_RP_ID?.trim().toLowerCase()
+  if (rawRpId && (!DOMAIN_NAME.test(rawRpId) || IP_HOST.test(rawRpId))) {
+    throw new ConfigError('WEBAUTHN_RP_ID', `must be a domain name such as example.com (no scheme, port or path; not an IP address, which browsers refuse), got "${env.WEBAUTHN_RP_ID}"`)
+  }
+  const rpId = rawRpId || (IP_HOST.test(base.hostname) || LOOPBACK_HOST.test(base.hostname) ? 'localhost' : base.hostname)
+  const rpName = env.WEBAUTHN_RP_NAME?.trim() || appName
+  if (rpName.length > 100) throw new ConfigError('WEBAUTHN_RP_NAME', 'must be at most 100 characters')
+
+  const listed = (env.WEBAUTHN_ORIGINS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  if (listed.length > 0) {
+    const origins = new Set<string>()
+    for (const entry of listed) {
+      const refuse = (why: string) => new ConfigError('WEBAUTHN_ORIGINS', `must list exact origins separated by commas, such as https://accounts.example.com; "${entry}" ${why}`)
+      let url: URL
+      try {
+        url = new URL(entry)
+      } catch {
+        throw refuse('is not an origin (write it with its scheme: https://host[:port])')
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not an http:// or https:// origin')
+      if (url.username !== '' || url.password !== '' || url.pathname !== '/' || /[?#*]/.test(entry)) throw refuse('is not an origin: scheme, host and port only')
+      const problem = originProblem(url, rpId)
+      if (problem !== undefined) throw refuse(problem)
+      origins.add(url.origin)
+    }
+    return { rpId, rpName, origins: [...origins] }
+  }
+  const candidate = new URL(base.origin)
+  if (LOOPBACK_HOST.test(candidate.hostname)) candidate.hostname = 'localhost'
+  const problem = originProblem(candidate, rpId)
+  if (problem === undefined) return { rpId, rpName, origins: [candidate.origin] }
+  return {
+    rpId,
+    rpName,
+    origins: [],
+    problem: `passkeys are off: PUBLIC_URL's origin ${candidate.origin} ${problem}; set WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS`
+  }
+}
+
 const MFA_KEY_BYTES = 32
 const MFA_KEY_HINT = 'generate one with: openssl rand -base64 32'
 
@@ -468,7 +541,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     corsOrigins: corsOrigins(env),
     // Chromium caps a preflight's cache at 2 hours, so a longer default would change nothing there.
     corsMaxAge: parseDuration(env, 'CORS_MAX_AGE', 2 * 3600, 0),
-    hstsMaxAge: parseDuration(env, 'HSTS_MAX_AGE', 365 * 86400, 0)
+    hstsMaxAge: parseDuration(env, 'HSTS_MAX_AGE', 365 * 86400, 0),
+    webauthn: webauthnConfig(env, base, appName)
   }
 }
 

@@ -8,7 +8,7 @@ export type AuditType =
   | 'password_reset_requested' | 'password_reset' | 'email_verification_requested' | 'email_verified'
   | 'email_change_requested'
   | 'mfa_challenge' | 'mfa_code' | 'mfa_lockout' | 'mfa_enrollment_started' | 'mfa_enabled' | 'mfa_disabled'
-  | 'mfa_reset' | 'recovery_codes_regenerated'
+  | 'mfa_reset' | 'recovery_codes_regenerated' | 'passkey_added' | 'passkey_removed'
 
 export interface AuditEvent {
   type: AuditType

@@ -15,6 +15,8 @@ import { insertRefreshToken, insertSession } from './sessions.queries.js'
 //   3. checkSecondFactor: an account with a second factor gets a challenge (403 "MFA required"),
 //      which POST /users/login/mfa (src/mfa/mfa.routes.ts) completes with a code
 //   4. startSession: the session row at its assurance level, its refresh token, the token pair
+// POST /users/login/passkey (src/mfa/passkeys.routes.ts) replaces steps 1 and 3 with a passkey
+// (which is both factors) and runs steps 2 and 4 as they are.
 // Each step throws the answer that ends the login; none reveals more than the one before it.
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -149,7 +151,8 @@ export async function startSession (app: FastifyInstance, request: FastifyReques
       user_agent: request.headers['user-agent']?.slice(0, 512) ?? null,
       ip: request.ip,
       aal,
-      amr: JSON.stringify(amr)
+      amr: JSON.stringify(amr),
+      passkey_id: assurance?.passkeyId ?? null
     })
     await insertRefreshToken(trx, hashRefreshToken(refreshToken), sessionId, iso(now))
     await recordAuditEvent(trx, request, { type: 'login', outcome: 'success', userId: user.id, actorId: user.id, detail: { session_id: sessionId, aal, methods: amr.map((entry) => entry.method) } }, iso(now))

@@ -116,9 +116,19 @@ export async function touchSession (db: DbOrTrx, sessionId: string, now: string,
   await db.updateTable('sessions').set({ last_used_at: now, expires_at: expiresAt }).where('id', '=', sessionId).execute()
 }
 
-/** Raises (or sets) one session's level and factors: TOTP confirmed in it. */
-export async function setSessionAssurance (db: DbOrTrx, sessionId: string, aal: Aal, amr: string): Promise<void> {
-  await db.updateTable('sessions').set({ aal, amr }).where('id', '=', sessionId).execute()
+/** Raises (or sets) one session's level and factors: TOTP confirmed in it, or its first passkey registered (`passkeyId`). */
+export async function setSessionAssurance (db: DbOrTrx, sessionId: string, aal: Aal, amr: string, passkeyId?: number): Promise<void> {
+  await db.updateTable('sessions').set({ aal, amr, ...(passkeyId !== undefined && { passkey_id: passkeyId }) }).where('id', '=', sessionId).execute()
+}
+
+/** Ends every live session of the user that the passkey started (or raised to aal2): it is being removed. */
+export async function revokePasskeySessions (db: DbOrTrx, userId: number, passkeyId: number, now: string): Promise<number> {
+  const result = await db.updateTable('sessions').set({ revoked_at: now })
+    .where('user_id', '=', userId)
+    .where('passkey_id', '=', passkeyId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
 }
 
 /** Every live session of the user drops to aal1 (a factor was removed); their amr stays as the record of how they began. */

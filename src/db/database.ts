@@ -44,6 +44,8 @@ export interface SessionTable {
   aal: Aal
   /** How the session was authenticated: JSON of AmrEntry[], as the access token carries it. */
   amr: string
+  /** The passkey that started the session (or raised it to aal2); removing it ends the session. */
+  passkey_id: number | null
 }
 
 export type Aal = 'aal1' | 'aal2'
@@ -82,6 +84,47 @@ export interface MfaChallengeTable {
   expires_at: string
   failures: Generated<number>
   used_at: string | null
+}
+
+export type PasskeyDeviceType = 'singleDevice' | 'multiDevice'
+
+/** A WebAuthn credential (passkey) of a user. */
+export interface PasskeyTable {
+  id: Generated<number>
+  user_id: number
+  /** base64url, as the browser names the credential. */
+  credential_id: string
+  /** The COSE public key, base64url. */
+  public_key: string
+  /** The authenticator's signature counter as last seen (0 for synced passkeys, which keep none). */
+  counter: number
+  /** JSON array of transports (internal, hybrid, usb, ...). */
+  transports: string
+  device_type: PasskeyDeviceType
+  /** 1 when the last ceremony said the credential is backed up (synced). */
+  backed_up: number
+  aaguid: string
+  /** The WebAuthn user.id (base64url, random) the credential was created for. */
+  user_handle: string
+  name: string
+  created_at: string
+  last_used_at: string | null
+}
+
+export type WebauthnCeremony = 'registration' | 'authentication'
+
+export interface WebauthnChallengeTable {
+  id: Generated<number>
+  /** SHA-256 of the challenge, base64url. */
+  challenge_hash: string
+  ceremony: WebauthnCeremony
+  /** Registration: the user and session that asked; null for a login. */
+  user_id: number | null
+  session_id: string | null
+  /** Registration: the user.id the options named. */
+  user_handle: string | null
+  created_at: string
+  expires_at: string
 }
 
 export interface RefreshTokenTable {
@@ -160,6 +203,8 @@ export interface Database {
   mfa_totp: MfaTotpTable
   mfa_recovery_codes: MfaRecoveryCodeTable
   mfa_challenges: MfaChallengeTable
+  passkeys: PasskeyTable
+  webauthn_challenges: WebauthnChallengeTable
 }
 
 export type UserRow = Selectable<UserTable>

@@ -25,6 +25,8 @@ export interface AmrEntry {
 export interface Assurance {
   aal: Aal
   amr: AmrEntry[]
+  /** The passkey among those factors (passkeys.id): removing it ends the session. Not in the token. */
+  passkeyId?: number
 }
 
 export const amrEntry = (method: AmrEntry['method'], atMs: number): AmrEntry => ({ method, timestamp: Math.floor(atMs / 1000) })

@@ -24,7 +24,7 @@ const mfaAdminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['admin'],
       operationId: 'resetUserMfa',
-      summary: 'Remove a user\'s second factors and recovery codes and end all their sessions (admins only)',
+      summary: 'Remove a user\'s second factors (TOTP, passkeys) and recovery codes and end all their sessions (admins only)',
       description: 'The user logs in with their password alone afterwards and may set up a second factor again; ' +
         'a notice goes to their email. An admin whose own account has a second factor needs an aal2 session.',
       security: [{ bearerAuth: [] }],
@@ -41,13 +41,13 @@ const mfaAdminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const target = await findUserById(trx, targetId)
       if (target === undefined) return undefined
       const removed = await removeAllFactors(trx, targetId)
-      const hadFactors = removed.totp || removed.recoveryCodes > 0
+      const hadFactors = removed.totp || removed.recoveryCodes > 0 || removed.passkeys > 0
       // Nothing to take away, nothing to end: sessions and inbox stay as they are.
       const revoked = hadFactors ? await revokeUserSessions(trx, targetId, now) : 0
       if (hadFactors) await queueMfaNotice(app, trx, 'mfa_reset', target, now)
       await recordAuditEvent(trx, request, {
         type: 'mfa_reset', outcome: 'success', userId: targetId, actorId: admin.id,
-        detail: { totp: removed.totp, recovery_codes: removed.recoveryCodes, sessions_revoked: revoked }
+        detail: { totp: removed.totp, recovery_codes: removed.recoveryCodes, passkeys: removed.passkeys, sessions_revoked: revoked }
       }, now)
       return { hadFactors }
     })

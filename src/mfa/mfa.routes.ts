@@ -15,7 +15,7 @@ import { completeMfaLogin } from './mfa-login.js'
 import { activateTotp, countRecoveryCodesLeft, deleteChallenges, deleteRecoveryCodes, deleteTotp, findTotp, insertPendingTotp, replaceRecoveryCodes } from './mfa.queries.js'
 import { MfaLoginRequest, MfaStatus, RecoveryCodes, TotpCode, TotpEnrollment, TotpRemoval } from './mfa.schemas.js'
 import { queueMfaNotice } from './notices.js'
-import { hashRecoveryCode, newRecoveryCodes, normalizeRecoveryCode } from './recovery-codes.js'
+import { freshRecoveryCodes } from './recovery-codes.js'
 import { open, seal, totpSecretContext, type MfaKeyring } from './secret-box.js'
 import { matchTotpStep, newTotpSecret, otpauthUrl, qrSvg, toBase32 } from './totp.js'
 
@@ -28,12 +28,6 @@ const authenticated = { security: [{ bearerAuth: [] }] }
 const iso = (ms: number) => new Date(ms).toISOString()
 const invalidCode = () => new AppError(400, 'Invalid code')
 const totpIsOn = () => new AppError(409, 'TOTP is already on for this account; remove it first to set up another')
-
-/** Ten new codes: their hashes for the table, the codes themselves for the one response that shows them. */
-function freshRecoveryCodes (userId: number) {
-  const codes = newRecoveryCodes()
-  return { codes, hashes: codes.map((code) => hashRecoveryCode(userId, normalizeRecoveryCode(code)!)) }
-}
 
 /**
  * Confirms the caller's pending enrollment with the time step of its first code, in the

@@ -6,6 +6,7 @@ import type { Database } from '../db/database.js'
 // change (templates in src/email/templates/mfa_*.{subject,txt,html}). Never a code or a secret.
 
 export type MfaNotice = 'mfa_totp_enabled' | 'mfa_totp_disabled' | 'mfa_reset' | 'mfa_recovery_codes_regenerated' | 'mfa_recovery_code_used'
+  | 'passkey_added' | 'passkey_removed'
 
 export async function queueMfaNotice (app: FastifyInstance, db: Kysely<Database>, purpose: MfaNotice, user: { id: number, username: string, email: string },
   now: string, params: Record<string, unknown> = {}): Promise<void> {
@@ -13,6 +14,12 @@ export async function queueMfaNotice (app: FastifyInstance, db: Kysely<Database>
     purpose,
     to: user.email,
     userId: user.id,
-    params: { username: user.username, at: now.slice(0, 16).replace('T', ' '), reset_url: `${app.config.publicUrl}/account/reset-password`, ...params }
+    params: {
+      username: user.username,
+      at: now.slice(0, 16).replace('T', ' '),
+      reset_url: `${app.config.publicUrl}/account/reset-password`,
+      passkeys_url: `${app.config.publicUrl}/account/passkeys`,
+      ...params
+    }
   }, now)
 }

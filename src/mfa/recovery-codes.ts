@@ -35,3 +35,9 @@ export function normalizeRecoveryCode (input: string): string | undefined {
 export function hashRecoveryCode (userId: number, normalized: string): string {
   return createHash('sha256').update(`uma-recovery-code\0${userId}\0${normalized}`).digest('base64url')
 }
+
+/** Ten new codes: their hashes for the table, the codes themselves for the one response that shows them. */
+export function freshRecoveryCodes (userId: number): { codes: string[], hashes: string[] } {
+  const codes = newRecoveryCodes()
+  return { codes, hashes: codes.map((code) => hashRecoveryCode(userId, normalizeRecoveryCode(code)!)) }
+}

@@ -39,6 +39,15 @@ export function findUserForLogin (db: DbOrTrx, emailNormalized: string) {
 }
 export type LoginUser = NonNullable<Awaited<ReturnType<typeof findUserForLogin>>>
 
+/**
+ * The same row by id, for a login that found the user another way (a passkey), so the
+ * account-state step reads what it reads for a password login. Its type is LoginUser: a column
+ * added to findUserForLogin and not here fails the type check.
+ */
+export function findUserForLoginById (db: DbOrTrx, id: number): Promise<LoginUser | undefined> {
+  return db.selectFrom('users').select(['id', 'hashed_password', 'email_verified_at', 'mfa_enabled']).where('id', '=', id).executeTakeFirst()
+}
+
 /** By the normalised email, without the hash (admin CLI, requests for links). */
 export function findUserByEmail (db: DbOrTrx, emailNormalized: string): Promise<UserRecord | undefined> {
   return db.selectFrom('users').select(PUBLIC_USER_COLUMNS).where('email_normalized', '=', emailNormalized).executeTakeFirst()
