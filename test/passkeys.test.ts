@@ -603,6 +603,21 @@ for (const dialect of DIALECTS) {
 }
 
 describe('the pieces that change nothing between dialects', () => {
+  it('keeps the algorithms pinned when the runtime offers ML-DSA-44 (a newer Node): options and verification', async (t) => {
+    const { SettingsService } = await import('@simplewebauthn/server')
+    const original = SettingsService.runtimeSupportsPQC
+    SettingsService.runtimeSupportsPQC = () => true
+    t.after(() => { SettingsService.runtimeSupportsPQC = original })
+    const { app } = await passkeyApp(t, 'sqlite')
+    const user = await createUser(app)
+    const options = await registrationOptions(app, user.token)
+    assert.deepEqual(options.pubKeyCredParams.map((param: { alg: number }) => param.alg), [-8, -7, -257], 'not ML-DSA-44 first, as the library would')
+    const mlDsa = await addPasskey(app, user.token, { response: new SoftAuthenticator({ rpId: RP_ID, origin: ORIGIN }).register(options, { alg: -48 }).response })
+    assert.equal(mlDsa.statusCode, 400)
+    assert.match(json(mlDsa).detail, /Unexpected public key alg "-48", expected one of "-8, -7, -257"/)
+    assert.equal((await passkeyRows(app, user.id)).length, 0)
+  })
+
   it('answers 503 on the passkey routes when the defaults give no usable origin', async (t) => {
     const clock = createClock(START)
     const { app } = await buildTestApp(t, { dialect: 'sqlite', env: { PUBLIC_URL: 'http://192.168.1.20:8000' }, overrides: { now: clock.now } })

@@ -32,10 +32,17 @@ export function cbor (value: unknown): Buffer {
   throw new Error(`cbor: cannot encode ${typeof value}`)
 }
 
-/** COSE algorithm ids: the three the server takes, and ES384, which it must refuse. */
-export type Algorithm = -8 | -7 | -257 | -35
+/**
+ * COSE algorithm ids: the three the server takes; ES384, which it must refuse; ML-DSA-44 (-48),
+ * which a newer Node could verify and Node 20 cannot (a registration only: this authenticator
+ * has no ML-DSA to sign with, and a "none" attestation needs no signature).
+ */
+export type Algorithm = -8 | -7 | -257 | -35 | -48
 
 function newKey (alg: Algorithm): { privateKey: KeyObject, cose: Map<number, number | Buffer> } {
+  if (alg === -48) {
+    return { privateKey: generateKeyPairSync('ed25519').privateKey, cose: new Map<number, number | Buffer>([[1, 7], [3, -48], [-1, randomBytes(1312)]]) }
+  }
   if (alg === -8) {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519')
     const jwk = publicKey.export({ format: 'jwk' })
