@@ -31,6 +31,7 @@ import { lean } from './scenarios/lean.js'
 import { login } from './scenarios/login.js'
 import { pg } from './scenarios/pg.js'
 import { rate } from './scenarios/rate.js'
+import { resetRequest } from './scenarios/reset-request.js'
 import { scale } from './scenarios/scale.js'
 import { signup } from './scenarios/signup.js'
 import { soak } from './scenarios/soak.js'
@@ -40,7 +41,7 @@ import { workers } from './scenarios/workers.js'
  * In the order they run: a scenario may compare itself with the rows of those before it (the
  * ceiling and the lean route first, get before the scenarios that use its rate).
  */
-const SCENARIOS: Scenario[] = [ceiling, lean, leanFastify, get, rate, workers, login, signup, flood, soak, scale, pg, adminDirectory, fastapi]
+const SCENARIOS: Scenario[] = [ceiling, lean, leanFastify, get, rate, workers, login, signup, resetRequest, flood, soak, scale, pg, adminDirectory, fastapi]
 
 const RESULTS = join(ROOT, 'bench/results')
 

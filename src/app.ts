@@ -12,7 +12,7 @@ import { createPasswords, type Passwords } from './auth/passwords.js'
 import { rotationKey } from './auth/refresh-tokens.js'
 import sessionsRoutes from './auth/sessions.routes.js'
 import { createTokens } from './auth/tokens.js'
-import { resolveJwtSecret, type Config } from './config.js'
+import { resolveJwtSecret, resolveMfaKey, type Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
 import { readableDataFilesWarning, sqliteFiles } from './db/file-modes.js'
 import { migrateToLatest } from './db/migrate.js'
@@ -21,6 +21,11 @@ import { linkKey } from './email/links.js'
 import { loadTemplates } from './email/templates.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
+import mfaAdminRoutes from './mfa/mfa-admin.routes.js'
+import mfaRoutes from './mfa/mfa.routes.js'
+import passkeysRoutes from './mfa/passkeys.routes.js'
+import { createKeyring } from './mfa/secret-box.js'
+import afterResponsePlugin from './plugins/after-response.js'
 import healthPlugin from './plugins/health.js'
 import metricsPlugin, { createMetrics } from './plugins/metrics.js'
 import requestIdPlugin, { requestIdFor } from './plugins/request-id.js'
@@ -172,11 +177,15 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   }
   const { secret, source, path } = resolveJwtSecret(config)
   if (source === 'created') app.log.warn({ path }, 'JWT_SECRET not set: generated a 256-bit secret and saved it (owner-only) for later starts')
+  const mfaKey = resolveMfaKey(config)
+  if (mfaKey.source === 'created') app.log.warn({ path: mfaKey.path }, 'MFA_ENCRYPTION_KEY not set: generated the key for TOTP secrets and saved it (owner-only); keep it with your backups')
+  const mfaKeyring = createKeyring(mfaKey.key, config.mfa.previousKeys)
   // Files we create are owner-only; older ones (or an operator's) may not be: say so, change nothing.
   const { database } = config
   const readable = readableDataFilesWarning([
     ...(database.dialect === 'sqlite' && database.location !== ':memory:' ? sqliteFiles(database.location) : []),
-    ...(source === 'file' && path !== undefined ? [path] : [])
+    ...(source === 'file' && path !== undefined ? [path] : []),
+    ...(mfaKey.source === 'file' && mfaKey.path !== undefined ? [mfaKey.path] : [])
   ])
   if (readable !== undefined) app.log.warn({ files: readable.files }, readable.message)
 
@@ -196,6 +205,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   })
   await app.register(limitsPlugin)
   await app.register(emailPlugin, { key: linkKey(secret), templates })
+  // After the email plugin, so that at close its work (which queues emails) ends first.
+  await app.register(afterResponsePlugin)
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
   await app.register(healthPlugin)
@@ -208,5 +219,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(dataExportRoutes)
   await app.register(adminRoutes)
   await app.register(auditRoutes)
+  await app.register(mfaRoutes, { keyring: mfaKeyring })
+  await app.register(mfaAdminRoutes)
+  await app.register(passkeysRoutes)
   return app
 }

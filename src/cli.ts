@@ -6,13 +6,15 @@ import { parseArgs } from 'node:util'
 import type { MigrationResultSet } from 'kysely'
 import { recordAuditEvent } from './audit/audit.queries.js'
 import { createPasswords } from './auth/passwords.js'
-import { ConfigError, loadConfig, type Config } from './config.js'
+import { ConfigError, loadConfig, resolveMfaKey, type Config } from './config.js'
 import { classifyDbError, createDb, type Db } from './db/database.js'
 import { createOwnerOnlyFile } from './db/file-modes.js'
 import { isSchemaCurrent, LATEST_MIGRATION, migrateToLatest } from './db/migrate.js'
 import { AppError } from './errors.js'
 import { describeImportReport, importFastapiUsers, ImportSourceError, readFastapiUsers } from './import/fastapi.js'
 import { countByStatus, listUndelivered, requeueDead } from './email/outbox.queries.js'
+import { reencryptTotpSecrets } from './mfa/key-rotation.js'
+import { createKeyring } from './mfa/secret-box.js'
 import { emailProblem } from './users/email-format.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, USERNAME_MAX_LENGTH, usernameProblem } from './users/identity.js'
 import { findTaken, findUserByEmail, insertUser, setUserRole } from './users/users.queries.js'
@@ -39,6 +41,7 @@ Commands:
   import-fastapi --from SOURCE [--dry-run]  Import the FastAPI app's users (keeps ids and password hashes)
   backup --to FILE                          Copy the SQLite database to FILE while the server runs
   outbox [retry]                            List emails waiting or given up on; retry requeues the dead ones
+  rotate-mfa-key                            Re-encrypt every TOTP secret under the current MFA key
 
 Run npm run cli -- <command> --help for a command's details.`
 
@@ -136,6 +139,20 @@ Options:
     options: { limit: { type: 'string' } },
     positionals: ['retry'],
     run: outbox
+  },
+  'rotate-mfa-key': {
+    usage: `Usage: npm run cli -- rotate-mfa-key
+
+Encrypts every stored TOTP secret under the current MFA key (MFA_ENCRYPTION_KEY, or the key file
+in DATA_DIR), reading the old ones with MFA_PREVIOUS_ENCRYPTION_KEYS. Safe while servers run and
+safe to repeat. To rotate the key:
+  1. set MFA_ENCRYPTION_KEY to a new key (openssl rand -base64 32) and MFA_PREVIOUS_ENCRYPTION_KEYS
+     to the old one, on every instance, and restart them (secrets move to the new key as they are used);
+  2. run this command;
+  3. when it reports nothing left under another key, remove MFA_PREVIOUS_ENCRYPTION_KEYS.
+Exit code 1 when some secrets are under a key that is not configured (they are listed by key id).`,
+    options: {},
+    run: rotateMfaKey
   }
 }
 
@@ -372,6 +389,21 @@ async function outbox (values: Values, config: Config, positionals: string[]): P
     }
     if (counts.dead > 0) out('Fix the mail server (SMTP_URL), then run: npm run cli -- outbox retry')
     return 0
+  })
+}
+
+async function rotateMfaKey (_values: Values, config: Config): Promise<number> {
+  const { key, source } = resolveMfaKey(config)
+  if (source === 'created') out('No MFA key was configured or on file: generated one (as the server would).')
+  const keyring = createKeyring(key, config.mfa.previousKeys)
+  return withDb(config, async (db) => {
+    await migrateToLatest(db)
+    const report = await reencryptTotpSecrets(db.kysely, keyring)
+    out(`Current MFA key id: ${keyring.currentId}`)
+    out(`Re-encrypted ${report.reencrypted} TOTP secret(s); ${report.current} already under the current key.`)
+    const unreadable = Object.entries(report.unreadable)
+    for (const [keyId, count] of unreadable) err(`${count} secret(s) under key id ${keyId}, which is not configured: add that key to MFA_PREVIOUS_ENCRYPTION_KEYS and run again`)
+    return unreadable.length > 0 ? 1 : 0
   })
 }
 

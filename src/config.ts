@@ -49,6 +49,8 @@ export interface Config {
   loginIpLimit: RateLimit
   refreshIpLimit: RateLimit
   lockout: { threshold: number, baseSeconds: number, maxSeconds: number }
+  /** Second factors: the key that encrypts TOTP secrets, older keys still accepted, the per-account guessing lock. */
+  mfa: MfaConfig
   /** Where the limit and lockout counters live; in process memory when unset. */
   redisUrl: string | undefined
   /** Password hashes allowed to wait for a free hashing slot before requests get a fast 503. */
@@ -96,6 +98,30 @@ export interface Config {
   corsMaxAge: number
   /** Strict-Transport-Security max-age in seconds, sent only when publicUrl is https://. */
   hstsMaxAge: number
+  /** Passkeys: the relying party, from configuration only (never from a request's Host or Origin). */
+  webauthn: WebauthnConfig
+}
+
+export interface WebauthnConfig {
+  /** The RP ID: a domain name that every origin is, or is a subdomain of (WEBAUTHN_RP_ID). */
+  rpId: string
+  /** Shown by browsers and authenticators beside the passkey (WEBAUTHN_RP_NAME, default APP_NAME). */
+  rpName: string
+  /** Exact origins a ceremony may come from (WEBAUTHN_ORIGINS). Empty: passkeys unavailable, see `problem`. */
+  origins: string[]
+  /** Why the defaults give no usable origin (PUBLIC_URL on plain http or an IP address); logged at start. */
+  problem?: string
+}
+
+export interface MfaConfig {
+  /** MFA_ENCRYPTION_KEY (32 bytes); undefined: use (or create) the key file in dataDir, see resolveMfaKey. */
+  encryptionKey: Buffer | undefined
+  /** MFA_PREVIOUS_ENCRYPTION_KEYS: keys that still decrypt secrets written under them (rotation). */
+  previousKeys: Buffer[]
+  /** Wrong codes in a row (TOTP and recovery codes together) before MFA is locked for the account. */
+  lockoutThreshold: number
+  /** Seconds the lock lasts. */
+  lockoutSeconds: number
 }
 
 export type EmailVerificationMode = 'off' | 'optional' | 'required'
@@ -354,6 +380,96 @@ function corsOrigins (env: Env): string[] {
   return [...origins]
 }
 
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/
+const IP_HOST = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\])$/i
+const DOMAIN_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/
+
+/** Browsers run WebAuthn only in a secure context whose host is the RP ID or one of its subdomains. */
+function originProblem (origin: URL, rpId: string): string | undefined {
+  const host = origin.hostname
+  if (host !== rpId && !host.endsWith(`.${rpId}`)) return `is not on the RP ID ${rpId} or a subdomain of it`
+  if (origin.protocol !== 'https:' && !(host === 'localhost' || host.endsWith('.localhost'))) return 'must be https:// (browsers allow http:// only for localhost)'
+  return undefined
+}
+
+/**
+ * The relying party, from configuration alone. Defaults that make the quick start work: the RP
+ * ID is PUBLIC_URL's host name, or localhost when that is an address (browsers refuse an IP
+ * address as RP ID, so WebAuthn never works on http://127.0.0.1); the origin is PUBLIC_URL's,
+ * and for a loopback PUBLIC_URL (the default http://127.0.0.1:8000) the same port on localhost,
+ * the address to open in the browser.
+ */
+function webauthnConfig (env: Env, publicUrl: string, appName: string): WebauthnConfig {
+  const base = new URL(publicUrl)
+  const rawRpId = env.WEBAUTHN_RP_ID?.trim().toLowerCase()
+  if (rawRpId && (!DOMAIN_NAME.test(rawRpId) || IP_HOST.test(rawRpId))) {
+    throw new ConfigError('WEBAUTHN_RP_ID', `must be a domain name such as example.com (no scheme, port or path; not an IP address, which browsers refuse), got "${env.WEBAUTHN_RP_ID}"`)
+  }
+  const rpId = rawRpId || (IP_HOST.test(base.hostname) || LOOPBACK_HOST.test(base.hostname) ? 'localhost' : base.hostname)
+  const rpName = env.WEBAUTHN_RP_NAME?.trim() || appName
+  if (rpName.length > 100) throw new ConfigError('WEBAUTHN_RP_NAME', 'must be at most 100 characters')
+
+  const listed = (env.WEBAUTHN_ORIGINS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  if (listed.length > 0) {
+    const origins = new Set<string>()
+    for (const entry of listed) {
+      const refuse = (why: string) => new ConfigError('WEBAUTHN_ORIGINS', `must list exact origins separated by commas, such as https://accounts.example.com; "${entry}" ${why}`)
+      let url: URL
+      try {
+        url = new URL(entry)
+      } catch {
+        throw refuse('is not an origin (write it with its scheme: https://host[:port])')
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not an http:// or https:// origin')
+      if (url.username !== '' || url.password !== '' || url.pathname !== '/' || /[?#*]/.test(entry)) throw refuse('is not an origin: scheme, host and port only')
+      const problem = originProblem(url, rpId)
+      if (problem !== undefined) throw refuse(problem)
+      origins.add(url.origin)
+    }
+    return { rpId, rpName, origins: [...origins] }
+  }
+  const candidate = new URL(base.origin)
+  if (LOOPBACK_HOST.test(candidate.hostname)) candidate.hostname = 'localhost'
+  const problem = originProblem(candidate, rpId)
+  if (problem === undefined) return { rpId, rpName, origins: [candidate.origin] }
+  return {
+    rpId,
+    rpName,
+    origins: [],
+    problem: `passkeys are off: PUBLIC_URL's origin ${candidate.origin} ${problem}; set WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS`
+  }
+}
+
+const MFA_KEY_BYTES = 32
+const MFA_KEY_HINT = 'generate one with: openssl rand -base64 32'
+
+/** A 32-byte key written as 64 hex characters or as base64 / base64url; a placeholder is refused. */
+export function parseMfaKey (raw: string, variable: string): Buffer {
+  const text = raw.trim()
+  const key = /^[0-9a-f]{64}$/i.test(text)
+    ? Buffer.from(text, 'hex')
+    : /^[A-Za-z0-9+/_-]{43}=?$/.test(text) ? Buffer.from(text.replace(/=$/, ''), 'base64url') : undefined
+  if (key === undefined || key.length !== MFA_KEY_BYTES) throw new ConfigError(variable, `must be ${MFA_KEY_BYTES} bytes written as 64 hex characters or base64; ${MFA_KEY_HINT}`)
+  // A random key has about 30 distinct bytes; "aaaa...", "0000..." and the like are not keys.
+  if (new Set(key).size < 8) throw new ConfigError(variable, `looks like a placeholder, not a random key; ${MFA_KEY_HINT}`)
+  return key
+}
+
+function mfaConfig (env: Env): MfaConfig {
+  const current = env.MFA_ENCRYPTION_KEY?.trim() ? parseMfaKey(env.MFA_ENCRYPTION_KEY, 'MFA_ENCRYPTION_KEY') : undefined
+  const previousKeys = (env.MFA_PREVIOUS_ENCRYPTION_KEYS ?? '').split(',').map((part) => part.trim()).filter(Boolean)
+    .map((part) => parseMfaKey(part, 'MFA_PREVIOUS_ENCRYPTION_KEYS'))
+  if (previousKeys.length > 0 && current === undefined) {
+    throw new ConfigError('MFA_PREVIOUS_ENCRYPTION_KEYS', 'needs MFA_ENCRYPTION_KEY set to the new key (rotation: the new key in MFA_ENCRYPTION_KEY, the old ones here)')
+  }
+  return {
+    encryptionKey: current,
+    previousKeys,
+    lockoutThreshold: integer(env, 'MFA_LOCKOUT_THRESHOLD', 10, 1, 1000),
+    lockoutSeconds: parseDuration(env, 'MFA_LOCKOUT_DURATION', 15 * 60)
+  }
+}
+
 /** Validates the environment into a Config. Pure: the server passes process.env, tests pass an object. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const dataDir = resolve(cwd, env.DATA_DIR?.trim() || 'data')
@@ -403,6 +519,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
       baseSeconds: parseDuration(env, 'LOCKOUT_DURATION', 60),
       maxSeconds: parseDuration(env, 'LOCKOUT_MAX_DURATION', 15 * 60)
     },
+    mfa: mfaConfig(env),
     redisUrl: redisUrl(env),
     hashQueueLimit: integer(env, 'HASH_QUEUE_LIMIT', 256, 0, 100000),
     dbTimeoutMs: integer(env, 'DB_TIMEOUT_MS', 2000, 50, 600000),
@@ -427,8 +544,33 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     corsOrigins: corsOrigins(env),
     // Chromium caps a preflight's cache at 2 hours, so a longer default would change nothing there.
     corsMaxAge: parseDuration(env, 'CORS_MAX_AGE', 2 * 3600, 0),
-    hstsMaxAge: parseDuration(env, 'HSTS_MAX_AGE', 365 * 86400, 0)
+    hstsMaxAge: parseDuration(env, 'HSTS_MAX_AGE', 365 * 86400, 0),
+    webauthn: webauthnConfig(env, base, appName)
   }
+}
+
+/**
+ * A secret kept in a file of the data directory: read it, or create it once with owner-only
+ * permissions ('wx': if another process created it in the meantime, theirs is used).
+ */
+function readOrCreateSecretFile (path: string, create: () => string, check: (text: string) => void): { text: string, created: boolean } {
+  try {
+    const text = readFileSync(path, 'utf8').trim()
+    check(text)
+    return { text, created: false }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+  const text = create()
+  try {
+    writeFileSync(path, text + '\n', { mode: 0o600, flag: 'wx' })
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return readOrCreateSecretFile(path, create, check)
+    throw error
+  }
+  chmodSync(path, 0o600)
+  return { text, created: true }
 }
 
 /**
@@ -438,22 +580,23 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
 export function resolveJwtSecret (config: Config): { secret: string, source: 'env' | 'file' | 'created', path?: string } {
   if (config.jwtSecret !== undefined) return { secret: config.jwtSecret, source: 'env' }
   const path = join(config.dataDir, 'jwt-secret')
-  try {
-    const secret = readFileSync(path, 'utf8').trim()
+  const { text, created } = readOrCreateSecretFile(path, () => randomBytes(32).toString('base64url'), (secret) => {
     if (Buffer.byteLength(secret) < MIN_SECRET_BYTES) throw new ConfigError('JWT_SECRET', `file ${path} holds fewer than ${MIN_SECRET_BYTES} bytes; delete it to generate a new one`)
-    return { secret, source: 'file', path }
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-  }
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
-  const secret = randomBytes(32).toString('base64url')
-  // 'wx' fails if another process created it in the meantime; then use theirs.
-  try {
-    writeFileSync(path, secret + '\n', { mode: 0o600, flag: 'wx' })
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return resolveJwtSecret(config)
-    throw error
-  }
-  chmodSync(path, 0o600)
-  return { secret, source: 'created', path }
+  })
+  return { secret: text, source: created ? 'created' : 'file', path }
 }
+
+/**
+ * The key that encrypts TOTP secrets: MFA_ENCRYPTION_KEY, or one kept in `<dataDir>/mfa-key`
+ * (created once, owner-only, like the JWT secret). Unlike a lost JWT secret, a lost MFA key
+ * cannot be replaced without every user setting up TOTP again: keep it with the backups.
+ */
+export function resolveMfaKey (config: Config): { key: Buffer, source: 'env' | 'file' | 'created', path?: string } {
+  if (config.mfa.encryptionKey !== undefined) return { key: config.mfa.encryptionKey, source: 'env' }
+  const path = join(config.dataDir, 'mfa-key')
+  const { text, created } = readOrCreateSecretFile(path, () => randomBytes(MFA_KEY_BYTES).toString('base64'), (key) => {
+    parseMfaKey(key, `MFA_ENCRYPTION_KEY (file ${path})`)
+  })
+  return { key: parseMfaKey(text, 'MFA_ENCRYPTION_KEY'), source: created ? 'created' : 'file', path }
+}
+

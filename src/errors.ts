@@ -10,7 +10,8 @@ export class AppError extends Error {
     readonly statusCode: number,
     message: string,
     readonly headers: Record<string, string> = {},
-    readonly extra: Record<string, string> = {}
+    /** Fields sent beside detail (the MFA challenge of a login); the route's response schema must name them. */
+    readonly extra?: Record<string, unknown>
   ) {
     super(message)
     this.name = 'AppError'
@@ -91,8 +92,7 @@ export function registerErrorHandler (app: FastifyInstance): void {
       : dbError === 'unavailable' ? errors.serviceUnavailable('Database unavailable, try again shortly') : frameworkError(error)
     if (known) {
       if (known.statusCode >= 500) request.log.warn({ err: error }, known.message)
-      const extra = known instanceof AppError ? known.extra : {}
-      return reply.code(known.statusCode).headers(known.headers).send({ detail: known.message, ...extra })
+      return reply.code(known.statusCode).headers(known.headers).send({ detail: known.message, ...known.extra })
     }
     request.log.error({ err: error }, 'unhandled error')
     return reply.code(500).send({ detail: 'Internal Server Error' })

@@ -183,6 +183,10 @@ for (const dialect of DIALECTS) {
       const reset = await app.inject({ method: 'POST', url: '/users/password-reset/request', payload: { email: user.email } })
       assert.equal(reset.statusCode, 202)
       assert.deepEqual(json(reset), { detail: 'If an account exists for this email, we have sent a link to reset its password' })
+      // The look-up runs after the answer: wait for it, then check that it sent nothing and why.
+      await app.afterResponse.idle()
+      const [requested] = (await eventsFor(app, user.id)).filter((row) => row.type === 'password_reset_requested')
+      assert.deepEqual(JSON.parse(requested.detail!), { result: 'suspended' })
       const queued = await app.db.kysely.selectFrom('email_outbox').select('purpose').where('user_id', '=', user.id).where('purpose', '=', 'reset_password').execute()
       assert.equal(queued.length, 0)
 
@@ -397,6 +401,7 @@ for (const dialect of DIALECTS) {
       const { app } = suite()
       const user = await createUser(app)
       await app.inject({ method: 'POST', url: '/users/password-reset/request', payload: { email: user.email } })
+      await app.afterResponse.idle()
       const exported = await authed(app, user.token, { method: 'GET', url: '/users/me/export' })
       assert.equal(exported.statusCode, 200)
       assert.match(String(exported.headers['content-disposition']), new RegExp(`^attachment; filename="account-${user.id}-\\d{4}-\\d\\d-\\d\\d\\.json"$`))

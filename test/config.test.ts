@@ -115,6 +115,55 @@ describe('loadConfig', () => {
     })
   })
 
+  describe('email settings', () => {
+    it('defaults: optional verification, log transport, links to the built-in pages under PUBLIC_URL', () => {
+      const config = loadConfig({ PUBLIC_URL: 'https://accounts.example.com/base' }, CWD)
+      assert.equal(config.emailVerification, 'optional')
+      assert.equal(config.mail.smtpUrl, undefined)
+      assert.equal(config.verifyEmailUrl, 'https://accounts.example.com/base/account/verify-email#token={token}')
+      assert.equal(config.resetPasswordUrl, 'https://accounts.example.com/base/account/reset-password#token={token}')
+      assert.equal(config.resetTokenTtl, 3600)
+      assert.equal(config.verifyTokenTtl, 86400)
+      assert.equal(config.mail.maxAttempts, 8)
+      assert.deepEqual(config.mail.ipLimit, { max: 10, window: 300 })
+      assert.equal(config.mail.from, '"User Management API" <no-reply@localhost>')
+    })
+
+    it('reads SMTP_URL, masking its password for logs, and MAIL_FROM, APP_NAME and the link templates', () => {
+      const config = loadConfig({
+        SMTP_URL: 'smtps://mailer:s3cret@smtp.example.com:465',
+        MAIL_FROM: 'Example <no-reply@example.com>',
+        APP_NAME: 'Example',
+        EMAIL_VERIFICATION: 'REQUIRED',
+        RESET_PASSWORD_URL: 'https://app.example.com/reset?t={token}',
+        RESET_TOKEN_TTL: '30m',
+        MAIL_TEMPLATES_DIR: 'mail'
+      }, CWD)
+      assert.equal(config.mail.smtpUrl, 'smtps://mailer:s3cret@smtp.example.com:465')
+      assert.equal(config.mail.smtpDisplay, 'smtps://mailer:***@smtp.example.com:465')
+      assert.equal(config.mail.from, 'Example <no-reply@example.com>')
+      assert.equal(config.appName, 'Example')
+      assert.equal(config.emailVerification, 'required')
+      assert.equal(config.resetPasswordUrl, 'https://app.example.com/reset?t={token}')
+      assert.equal(config.resetTokenTtl, 1800)
+      assert.equal(config.mail.templatesDir, '/srv/app/mail')
+    })
+
+    it('refuses wrong values, naming the variable and never echoing the SMTP password', () => {
+      assertRefused({ EMAIL_VERIFICATION: 'sometimes' }, 'EMAIL_VERIFICATION')
+      assertRefused({ SMTP_URL: 'http://smtp.example.com', MAIL_FROM: 'a@b.c' }, 'SMTP_URL')
+      assertRefused({ SMTP_URL: 'smtp://user:hunter2-password@' }, 'SMTP_URL', 'hunter2-password')
+      assertRefused({ SMTP_URL: 'smtp://user:hunter2-password@smtp.example.com' }, 'MAIL_FROM', 'hunter2-password')
+      assertRefused({ MAIL_FROM: 'not an address' }, 'MAIL_FROM')
+      assertRefused({ VERIFY_EMAIL_URL: 'https://app.example.com/verify' }, 'VERIFY_EMAIL_URL')
+      assertRefused({ RESET_PASSWORD_URL: 'javascript:alert({token})' }, 'RESET_PASSWORD_URL')
+      assertRefused({ RESET_TOKEN_TTL: '10s' }, 'RESET_TOKEN_TTL')
+      assertRefused({ MAIL_MAX_ATTEMPTS: '0' }, 'MAIL_MAX_ATTEMPTS')
+      assertRefused({ MAIL_IP_LIMIT: 'lots' }, 'MAIL_IP_LIMIT')
+      assertRefused({ APP_NAME: 'x'.repeat(101) }, 'APP_NAME')
+    })
+  })
+
   describe('CORS_ORIGINS', () => {
     it('is empty by default and when blank', () => {
       assert.deepEqual(loadConfig({}, CWD).corsOrigins, [])

@@ -141,6 +141,11 @@ describe('npm start', () => {
     const dataDir = tempDir(t)
     const server = await startServer(t, { DATA_DIR: dataDir }, { cwd: dataDir, npmStart: true, startTimeoutMs: 90_000 })
     assert.equal((await request(`${server.url}/health/ready`)).status, 200)
+    // The built pages: their scripts copied to dist/, the WebAuthn browser library read from node_modules.
+    for (const path of ['/account/sign-in', '/account/assets/sign-in.js', '/account/assets/webauthn/index.js', '/account/assets/webauthn/methods/startAuthentication.js']) {
+      assert.equal((await request(`${server.url}${path}`)).status, 200, path)
+    }
+    assert.equal((await request(`${server.url}/users/login/passkey/options`, { method: 'POST' })).status, 200)
     server.child.kill('SIGTERM')
     assert.deepEqual(await server.exited, { code: 0, signal: null })
     assert.ok(server.logs().some((line) => line.msg === 'shut down cleanly'), 'the server itself shut down, not only npm')

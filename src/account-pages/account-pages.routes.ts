@@ -1,12 +1,16 @@
 import { readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { createRequire } from 'node:module'
+import { dirname, join, sep } from 'node:path'
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { html, linkRequestForm, renderPage } from './layout.js'
+import { renderSignInPage } from './sign-in.js'
 
 // The pages the emailed links open, served by the service itself so no frontend is needed:
 // /account/verify-email#token=... and /account/reset-password#token=... The token is in the
 // fragment, which the browser never sends: a GET (or a mail scanner's prefetch) of a page
 // changes nothing; the person's button press is the POST that uses the token.
+// And /account/sign-in, /account/passkeys: signing in (passkey, or password and second step)
+// and managing the account's passkeys (src/account-pages/sign-in.ts).
 
 /** Nothing inline, nothing from another origin, no framing, no referrer. */
 export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
@@ -14,6 +18,20 @@ export const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'
 
 const ASSETS_DIR = join(import.meta.dirname, 'assets')
 const CONTENT_TYPES: Record<string, string> = { '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' }
+const typeOf = (name: string) => CONTENT_TYPES[name.slice(name.lastIndexOf('.'))]
+
+/**
+ * @simplewebauthn/browser's ES modules, served from our own origin under assets/webauthn/ (no
+ * CDN, no bundler): the same files from the sources under tsx and after `npm ci && npm start`.
+ * The package exports only its entry points, so its folder is found from the CommonJS one.
+ */
+function webauthnBrowserFiles (): Array<[string, string]> {
+  const root = dirname(dirname(createRequire(import.meta.url).resolve('@simplewebauthn/browser')))
+  const esm = join(root, 'esm')
+  return readdirSync(esm, { recursive: true, encoding: 'utf8' })
+    .filter((name) => name.endsWith('.js'))
+    .map((name) => [`webauthn/${name.split(sep).join('/')}`, join(esm, name)])
+}
 
 function sendPage (reply: FastifyReply, page: string): FastifyReply {
   return reply.headers({
@@ -29,9 +47,11 @@ function sendPage (reply: FastifyReply, page: string): FastifyReply {
 const accountPages: FastifyPluginAsync = async (app) => {
   const { appName, passwordMinLength } = app.config
   // Read once at start: the set of files served is fixed, and no path from a request reaches the disk.
-  const assets = new Map(readdirSync(ASSETS_DIR)
-    .filter((name) => CONTENT_TYPES[name.slice(name.lastIndexOf('.'))] !== undefined)
-    .map((name) => [name, { body: readFileSync(join(ASSETS_DIR, name)), type: CONTENT_TYPES[name.slice(name.lastIndexOf('.'))] }]))
+  const files: Array<[string, string]> = [
+    ...readdirSync(ASSETS_DIR).filter((name) => typeOf(name) !== undefined).map((name): [string, string] => [name, join(ASSETS_DIR, name)]),
+    ...webauthnBrowserFiles()
+  ]
+  const assets = new Map(files.map(([name, path]) => [name, { body: readFileSync(path), type: typeOf(name) }]))
 
   const verifyPage = renderPage({
     appName,
@@ -80,10 +100,16 @@ ${linkRequestForm({ title: 'Get a link to reset your password', button: 'Send me
 </section>`
   })
 
+  const signInPage = renderSignInPage({ appName, start: 'sign-in', webauthn: app.config.webauthn })
+  const passkeysPage = renderSignInPage({ appName, start: 'passkeys', webauthn: app.config.webauthn })
+
   app.get('/account/verify-email', { schema: { hide: true } }, (_request, reply) => sendPage(reply, verifyPage))
   app.get('/account/reset-password', { schema: { hide: true } }, (_request, reply) => sendPage(reply, resetPage))
-  app.get<{ Params: { name: string } }>('/account/assets/:name', { schema: { hide: true } }, (request, reply) => {
-    const asset = assets.get(request.params.name)
+  app.get('/account/sign-in', { schema: { hide: true } }, (_request, reply) => sendPage(reply, signInPage))
+  app.get('/account/passkeys', { schema: { hide: true } }, (_request, reply) => sendPage(reply, passkeysPage))
+  app.get<{ Params: { '*': string } }>('/account/assets/*', { schema: { hide: true } }, (request, reply) => {
+    // Only names read at start are served: a path from a request never reaches the disk.
+    const asset = assets.get(request.params['*'])
     if (asset === undefined) return reply.code(404).send({ detail: 'Not Found' })
     return reply.headers({ 'content-type': asset.type, 'cache-control': 'public, max-age=300' }).send(asset.body)
   })

@@ -34,6 +34,8 @@ export interface Page {
   script: string
   /** data-* attributes of <main>: settings the script reads (never a secret). */
   data?: Record<string, string | number>
+  /** What the page says when JavaScript is off; by default, that it needs it to read the emailed link. */
+  noscript?: string
   body: SafeHtml
 }
 
@@ -54,7 +56,7 @@ export function renderPage (page: Page): string {
 <header class="site-header"><div class="wrap"><span class="app-name">${page.appName}</span></div></header>
 <main id="main" class="wrap"${data}>
 <h1>${page.title}</h1>
-<noscript><p class="notice">This page needs JavaScript to read the link you opened. Turn JavaScript on for this site, or open the link in another browser.</p></noscript>
+<noscript><p class="notice">${page.noscript ?? 'This page needs JavaScript to read the link you opened. Turn JavaScript on for this site, or open the link in another browser.'}</p></noscript>
 <div class="error-summary" id="error-summary" role="alert" tabindex="-1" aria-labelledby="error-summary-title" hidden>
 <h2 id="error-summary-title">There is a problem</h2>
 <ul></ul>

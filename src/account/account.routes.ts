@@ -14,10 +14,10 @@ import { consumeAccountToken, findUsableToken, voidAccountTokens, type UsableTok
 import { Accepted, LinkRequest, Message, PasswordResetConfirm, VerifyEmailConfirm } from './account.schemas.js'
 
 // The account lifecycle by email: password reset, email verification and the confirmation of
-// a new address. The request endpoints answer the same 202 whatever happened (unknown address,
-// limit reached, mail server down): they only queue, in one transaction with an audit event in
-// every case, so that an existing account costs no more time than a missing one. The confirm
-// endpoints take a link's token once; every kind of bad token gets the same 400.
+// a new address. The request endpoints answer the same 202, in the same time, whatever happens
+// (unknown address, limit reached, mail server down): the answer goes out first, then the work
+// (look-up, link, audit event, in one transaction) runs after it. The confirm endpoints take a
+// link's token once; every kind of bad token gets the same 400.
 
 const RESET_ACCEPTED = 'If an account exists for this email, we have sent a link to reset its password'
 const VERIFY_ACCEPTED = 'If an account with this email needs verifying, we have sent it a link'
@@ -72,8 +72,8 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     // A suspended account gets nothing (the same 202): a new password would not let it in, and
     // the link would reach whoever the suspension is meant to keep out.
-    await requestLink(app, request, request.body.email, 'password_reset_requested', (user, now) =>
-      isSuspended(user, now) ? 'suspended' : { purpose: 'reset_password', to: user.email })
+    app.afterResponse.run(reply, () => requestLink(app, request, request.body.email, 'password_reset_requested', (user, now) =>
+      isSuspended(user, now) ? 'suspended' : { purpose: 'reset_password', to: user.email }))
     return reply.code(202).send({ detail: RESET_ACCEPTED })
   })
 
@@ -124,8 +124,8 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 202: Accepted, ...errorResponses({ 400: 'Invalid data', 429: 'Too many requests from your address' }) }
     }
   }, async (request, reply) => {
-    await requestLink(app, request, request.body.email, 'email_verification_requested', (user) =>
-      config.emailVerification !== 'off' && user.email_verified_at === null ? { purpose: 'verify_email', to: user.email } : undefined)
+    app.afterResponse.run(reply, () => requestLink(app, request, request.body.email, 'email_verification_requested', (user) =>
+      config.emailVerification !== 'off' && user.email_verified_at === null ? { purpose: 'verify_email', to: user.email } : undefined))
     return reply.code(202).send({ detail: VERIFY_ACCEPTED })
   })
 
@@ -140,12 +140,12 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 202: Accepted, ...errorResponses({ 401: 'Missing or invalid token', 429: 'Too many requests from your address' }) }
     }
   }, async (request, reply) => {
-    await requestLink(app, request, request.user.email, 'email_verification_requested', (user) => {
+    app.afterResponse.run(reply, () => requestLink(app, request, request.user.email, 'email_verification_requested', (user) => {
       if (config.emailVerification === 'off') return undefined
       if (user.email_verified_at === null) return { purpose: 'verify_email', to: user.email }
       if (user.pending_email !== null) return { purpose: 'change_email', to: user.pending_email }
       return undefined
-    })
+    }))
     return reply.code(202).send({ detail: ME_VERIFY_ACCEPTED })
   })
 

@@ -15,7 +15,7 @@ export const AdminUser = Type.Object({
   status: Type.Union([Type.Literal('active'), Type.Literal('suspended')], { description: 'suspended while a suspension is in force; an expired one reads as active' }),
   suspended_until: Nullable(Timestamp, 'When the suspension ends by itself; null: until lifted (or not suspended)'),
   suspension_reason: Nullable(Type.String(), 'The reason given when suspending (administrators only)'),
-  last_login_at: Nullable(Timestamp, 'The last password login; null: never'),
+  last_login_at: Nullable(Timestamp, 'The last login (password, with its second factor, or passkey); null: never'),
   sessions: Type.Integer({ minimum: 0, description: 'Live sessions (signed-in devices)' })
 }, { title: 'AdminUser' })
 

@@ -7,6 +7,8 @@ export type AuditType =
   | 'session_revoked' | 'password_change' | 'email_change' | 'role_change' | 'user_deleted'
   | 'password_reset_requested' | 'password_reset' | 'email_verification_requested' | 'email_verified'
   | 'email_change_requested' | 'invite_accepted' | 'data_export'
+  | 'mfa_challenge' | 'mfa_code' | 'mfa_lockout' | 'mfa_enrollment_started' | 'mfa_enabled' | 'mfa_disabled'
+  | 'mfa_reset' | 'recovery_codes_regenerated' | 'passkey_added' | 'passkey_removed'
   // Administrators' actions (the actor is the administrator, the user the account acted on).
   | 'user_created' | 'user_suspended' | 'user_unsuspended' | 'password_reset_link_sent' | 'sessions_revoked'
 

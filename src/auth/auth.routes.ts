@@ -1,22 +1,21 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { recordAuditEvent } from '../audit/audit.queries.js'
 import { AppError } from '../errors.js'
-import { errorResponses, HTTPError, Token, UserLogin } from '../users/users.schemas.js'
-import { checkAccountState, checkCredentials, sessionExpiry, startSession, tokenPair } from './login.js'
+import { parseAmr } from '../mfa/assurance.js'
+import { MfaRequired } from '../mfa/mfa.schemas.js'
+import { errorResponses, TokenPair, UserLogin } from '../users/users.schemas.js'
+import { checkAccountState, checkCredentials, checkSecondFactor, sessionExpiry, startSession, tokenPair } from './login.js'
 import { hashRefreshToken, nextRefreshToken } from './refresh-tokens.js'
 import { findRefreshToken, insertRefreshToken, markRefreshTokenUsed, revokeSession, revokeUserSessions, touchSession } from './sessions.queries.js'
 
-const TokenPair = Type.Object({
-  ...Token.properties,
-  refresh_token: Type.String({ description: 'Exchange at POST /users/refresh for a new pair; single use' })
-}, { title: 'TokenPair' })
-
+// The login's 403: "MFA required" with its challenge, or an account that may not log in now
+// ("Account suspended", with `until` when the suspension ends by itself; "Email not verified").
 const LoginRefused = Type.Object({
-  ...HTTPError.properties,
-  until: Type.Optional(Type.String({ format: 'date-time', description: 'When a suspension with an end ends' }))
+  ...MfaRequired.properties,
+  until: Type.Optional(Type.String({ format: 'date-time', description: 'With "Account suspended": when the suspension ends by itself' }))
 }, {
   title: 'LoginRefused',
-  description: 'Right password, but the account may not log in now: "Account suspended" (with `until` when the suspension ends by itself), or "Email not verified"',
+  description: 'Right password, but no session yet: "MFA required" (with mfa_token and methods), or the account may not log in now: "Account suspended" (with until when it ends by itself) or "Email not verified"',
   examples: [{ detail: 'Account suspended', until: '2026-07-01T00:00:00.000Z' }]
 })
 
@@ -40,16 +39,19 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       tags: ['auth'],
       operationId: 'login',
       summary: 'Log in with email and password; returns a Bearer access token and a refresh token',
+      description: 'An account with a second factor gets 403 "MFA required" with an mfa_token instead; ' +
+        'complete the login at POST /users/login/mfa.',
       body: UserLogin,
       response: {
         200: TokenPair,
-        ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password', 429: 'Too many attempts (per address or per account); see Retry-After', 503: 'Too many logins in progress; retry shortly' }),
-        403: LoginRefused
+        403: LoginRefused,
+        ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password', 429: 'Too many attempts (per address or per account); see Retry-After', 503: 'Too many logins in progress; retry shortly' })
       }
     }
   }, async (request) => {
     const user = await checkCredentials(app, request, request.body)
     await checkAccountState(app, request, user)
+    await checkSecondFactor(app, request, user)
     return startSession(app, request, user)
   })
 
@@ -95,7 +97,9 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       request.log.warn({ userId: outcome.row.user_id }, 'refresh token reuse detected: session revoked')
       throw new AppError(401, 'Refresh token was already used; the session has been ended. Log in again', { 'www-authenticate': 'Bearer error="invalid_token"' })
     }
-    return tokenPair(app, outcome.row.user_id, outcome.row.session_id, next, outcome.issuedAt, now)
+    // The session's level as it is now: a factor removed since the login is not carried forward.
+    const assurance = { aal: outcome.row.aal, amr: parseAmr(outcome.row.amr) }
+    return tokenPair(app, outcome.row.user_id, outcome.row.session_id, next, outcome.issuedAt, now, assurance)
   })
 
   app.post('/users/logout', {

@@ -3,6 +3,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { isSuspended } from '../admin/account-status.js'
 import { recordAuditEvent } from '../audit/audit.queries.js'
 import { AppError, errors } from '../errors.js'
+import { amrEntry, type Assurance } from '../mfa/assurance.js'
+import { issueMfaChallenge } from '../mfa/mfa-login.js'
 import { normalizeEmail } from '../users/identity.js'
 import { findUserForLogin, updateUser, type LoginUser } from '../users/users.queries.js'
 import { hashRefreshToken, newRefreshToken } from './refresh-tokens.js'
@@ -11,7 +13,11 @@ import { insertRefreshToken, insertSession, recordLogin } from './sessions.queri
 // The login flow as named steps, read top to bottom by POST /users/login:
 //   1. checkCredentials: lockout, account look-up, password (the only step a stranger can reach)
 //   2. checkAccountState: may this account log in now (not suspended, verified email, ...)
-//   3. startSession: the session row, its refresh token, the token pair
+//   3. checkSecondFactor: an account with a second factor gets a challenge (403 "MFA required"),
+//      which POST /users/login/mfa (src/mfa/mfa.routes.ts) completes with a code
+//   4. startSession: the session row at its assurance level, its refresh token, the token pair
+// POST /users/login/passkey (src/mfa/passkeys.routes.ts) replaces steps 1 and 3 with a passkey
+// (which is both factors) and runs steps 2 and 4 as they are.
 // Each step throws the answer that ends the login; none reveals more than the one before it.
 
 const iso = (ms: number) => new Date(ms).toISOString()
@@ -33,9 +39,9 @@ export function sessionExpiry (app: FastifyInstance, createdAt: string, now: num
  * token always says its full ACCESS_TOKEN_TTL (a database commit that ends in the next second
  * made it one less), a pair replayed within the refresh grace says what is left of it.
  */
-export function tokenPair (app: FastifyInstance, userId: number, sessionId: string, refreshToken: string, issuedAt: number, now: number): TokenPair {
+export function tokenPair (app: FastifyInstance, userId: number, sessionId: string, refreshToken: string, issuedAt: number, now: number, assurance: Assurance): TokenPair {
   return {
-    access_token: app.tokens.sign(userId, sessionId, issuedAt),
+    access_token: app.tokens.sign(userId, sessionId, issuedAt, assurance),
     token_type: 'bearer',
     expires_in: Math.max(0, Math.floor(issuedAt / 1000) + app.config.accessTokenTtl - Math.floor(now / 1000)),
     refresh_token: refreshToken
@@ -115,12 +121,30 @@ async function refuseLogin (app: FastifyInstance, request: FastifyRequest, user:
 }
 
 /**
- * Step 3. The session, its first refresh token, the login's time and its audit event commit
- * together. The account's row is written (and so locked) first: a suspension committed since
- * step 2 is seen here and refused, and one that commits after this revokes the new session.
+ * Step 3. An account with a second factor gets no session for its password alone: the answer
+ * is a 403 carrying a challenge (mfa_token) and the methods that can meet it. A FastAPI-era
+ * client sees a failed login, never a half-valid session.
  */
-export async function startSession (app: FastifyInstance, request: FastifyRequest, user: LoginUser): Promise<TokenPair> {
+export async function checkSecondFactor (app: FastifyInstance, request: FastifyRequest, user: LoginUser): Promise<void> {
+  if (user.mfa_enabled === 0) return
+  const challenge = await issueMfaChallenge(app, request, user.id)
+  app.metrics.loginAttempts.inc({ outcome: 'mfa_required' })
+  throw new AppError(403, 'MFA required', {}, challenge)
+}
+
+/**
+ * Step 4. The session, its first refresh token, the login's time and its audit event commit
+ * together. `assurance`: the level and factors of this login; a password alone is aal1. Other
+ * ways in (the second step of an MFA login, a passkey) pass theirs. The session counts as
+ * authenticated (REAUTH_WINDOW) from its oldest factor: for an MFA login, when the password was
+ * checked. The account's row is written (and so locked) first: a suspension committed since
+ * step 2 (or since the password step of an MFA login) is seen here and refused, and one that
+ * commits after this revokes the new session.
+ */
+export async function startSession (app: FastifyInstance, request: FastifyRequest, user: Pick<LoginUser, 'id'>, assurance?: Assurance): Promise<TokenPair> {
   const now = app.now()
+  const { aal, amr } = assurance ?? { aal: 'aal1', amr: [amrEntry('pwd', now)] }
+  const authenticatedAt = Math.min(now, ...amr.map((entry) => entry.timestamp * 1000))
   const sessionId = randomBytes(18).toString('base64url')
   const refreshToken = newRefreshToken()
   await app.db.kysely.transaction().execute(async (trx) => {
@@ -132,16 +156,19 @@ export async function startSession (app: FastifyInstance, request: FastifyReques
       id: sessionId,
       user_id: user.id,
       created_at: iso(now),
-      authenticated_at: iso(now),
+      authenticated_at: iso(authenticatedAt),
       last_used_at: iso(now),
       expires_at: sessionExpiry(app, iso(now), now),
       user_agent: request.headers['user-agent']?.slice(0, 512) ?? null,
-      ip: request.ip
+      ip: request.ip,
+      aal,
+      amr: JSON.stringify(amr),
+      passkey_id: assurance?.passkeyId ?? null
     })
     await insertRefreshToken(trx, hashRefreshToken(refreshToken), sessionId, iso(now))
-    await recordAuditEvent(trx, request, { type: 'login', outcome: 'success', userId: user.id, actorId: user.id, detail: { session_id: sessionId } }, iso(now))
+    await recordAuditEvent(trx, request, { type: 'login', outcome: 'success', userId: user.id, actorId: user.id, detail: { session_id: sessionId, aal, methods: amr.map((entry) => entry.method) } }, iso(now))
   })
-  request.log.info({ userId: user.id }, 'user logged in')
+  request.log.info({ userId: user.id, aal }, 'user logged in')
   app.metrics.loginAttempts.inc({ outcome: 'success' })
-  return tokenPair(app, user.id, sessionId, refreshToken, now, now)
+  return tokenPair(app, user.id, sessionId, refreshToken, now, now, { aal, amr })
 }

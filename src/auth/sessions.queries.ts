@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely'
-import type { Database, Db, SessionTable } from '../db/database.js'
+import type { Aal, Database, Db, SessionTable } from '../db/database.js'
 import type { UserRecord } from '../users/users.queries.js'
 
 type DbOrTrx = Kysely<Database>
@@ -8,6 +8,9 @@ type DbOrTrx = Kysely<Database>
 export interface AuthenticatedUser extends UserRecord {
   session_id: string
   authenticated_at: string
+  /** The session's assurance level and whether the account has a second factor (assertSecondFactor). */
+  aal: Aal
+  mfa_enabled: number
 }
 
 export async function insertSession (db: DbOrTrx, session: Omit<SessionTable, 'revoked_at'>): Promise<void> {
@@ -16,14 +19,17 @@ export async function insertSession (db: DbOrTrx, session: Omit<SessionTable, 'r
 
 /**
  * The per-request check, one indexed query: the session named by the token is live, belongs to
- * the token's subject, and the user still exists (loaded in the same query).
+ * the token's subject, and the user still exists (loaded in the same query). Per-request state
+ * goes in this select list, never in a second query: sessions.aal and users.mfa_enabled are
+ * what assertSecondFactor (src/mfa/assurance.ts) decides from.
  */
 function liveSessionUserQuery (db: DbOrTrx, sessionId: string, userId: number, now: string) {
   return db.selectFrom('sessions')
     .innerJoin('users', 'users.id', 'sessions.user_id')
     .select([
       'users.id', 'users.username', 'users.email', 'users.role', 'users.created_at', 'users.updated_at',
-      'users.email_verified_at', 'users.pending_email', 'sessions.id as session_id', 'sessions.authenticated_at'
+      'users.email_verified_at', 'users.pending_email', 'sessions.id as session_id', 'sessions.authenticated_at',
+      'sessions.aal', 'users.mfa_enabled'
     ])
     .where('sessions.id', '=', sessionId)
     .where('sessions.user_id', '=', userId)
@@ -102,7 +108,7 @@ export function findRefreshToken (db: DbOrTrx, tokenHash: string) {
     .innerJoin('sessions', 'sessions.id', 'refresh_tokens.session_id')
     .select([
       'refresh_tokens.used_at', 'sessions.id as session_id', 'sessions.user_id', 'sessions.created_at',
-      'sessions.expires_at', 'sessions.revoked_at'
+      'sessions.expires_at', 'sessions.revoked_at', 'sessions.aal', 'sessions.amr'
     ])
     .where('refresh_tokens.token_hash', '=', tokenHash)
     .executeTakeFirst()
@@ -119,4 +125,29 @@ export async function markRefreshTokenUsed (db: DbOrTrx, tokenHash: string, now:
 
 export async function touchSession (db: DbOrTrx, sessionId: string, now: string, expiresAt: string): Promise<void> {
   await db.updateTable('sessions').set({ last_used_at: now, expires_at: expiresAt }).where('id', '=', sessionId).execute()
+}
+
+/** Raises (or sets) one session's level and factors: TOTP confirmed in it, or its first passkey registered (`passkeyId`). */
+export async function setSessionAssurance (db: DbOrTrx, sessionId: string, aal: Aal, amr: string, passkeyId?: number): Promise<void> {
+  await db.updateTable('sessions').set({ aal, amr, ...(passkeyId !== undefined && { passkey_id: passkeyId }) }).where('id', '=', sessionId).execute()
+}
+
+/** Ends every live session of the user that the passkey started (or raised to aal2): it is being removed. */
+export async function revokePasskeySessions (db: DbOrTrx, userId: number, passkeyId: number, now: string): Promise<number> {
+  const result = await db.updateTable('sessions').set({ revoked_at: now })
+    .where('user_id', '=', userId)
+    .where('passkey_id', '=', passkeyId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
+}
+
+/** Every live session of the user drops to aal1 (a factor was removed); their amr stays as the record of how they began. */
+export async function lowerUserSessions (db: DbOrTrx, userId: number): Promise<number> {
+  const result = await db.updateTable('sessions').set({ aal: 'aal1' })
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .where('aal', '!=', 'aal1')
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
 }

@@ -1,4 +1,5 @@
 import { createSigner, createVerifier } from 'fast-jwt'
+import type { Assurance } from '../mfa/assurance.js'
 import { errors } from '../errors.js'
 
 export interface AccessClaims {
@@ -8,6 +9,9 @@ export interface AccessClaims {
   exp: number
   iss: string
   aud: string
+  /** The session's assurance level and factors when the token was issued (absent in tokens from before MFA). */
+  aal?: Assurance['aal']
+  amr?: Assurance['amr']
 }
 
 export interface TokenOptions {
@@ -23,8 +27,10 @@ export interface Tokens {
   /**
    * Signs an access token for the user's session. Deterministic for a given issue time, which
    * lets a refresh retried within the grace window get back exactly the token it was issued.
+   * `assurance` is the session row's aal and amr, for clients and other services to read; this
+   * server decides from the row itself.
    */
-  sign: (userId: number, sessionId: string, issuedAtMs?: number) => string
+  sign: (userId: number, sessionId: string, issuedAtMs?: number, assurance?: Assurance) => string
   /** Verifies signature (HS256 only), issuer, audience and expiry; throws a 401 AppError otherwise. */
   verify: (token: string) => { userId: number, sessionId: string, claims: AccessClaims }
 }
@@ -50,7 +56,8 @@ export function createTokens (options: TokenOptions): Tokens {
   })
 
   return {
-    sign: (userId, sessionId, issuedAtMs = options.now()) => signer({ sub: String(userId), sid: sessionId, iat: Math.floor(issuedAtMs / 1000) }),
+    sign: (userId, sessionId, issuedAtMs = options.now(), assurance) =>
+      signer({ sub: String(userId), sid: sessionId, iat: Math.floor(issuedAtMs / 1000), ...(assurance && { aal: assurance.aal, amr: assurance.amr }) }),
     verify: (token) => {
       let claims: AccessClaims
       try {

@@ -29,8 +29,10 @@ export interface UserTable {
   suspended_until: string | null
   /** Why an administrator suspended the account (shown to administrators, never to the user). */
   suspension_reason: string | null
-  /** The last successful password login; null: never logged in. */
+  /** The last successful login (any way in: the session it started); null: never logged in. */
   last_login_at: string | null
+  /** 1 while the account has a second factor (see syncMfaEnabled in src/mfa/factors.ts), else 0. */
+  mfa_enabled: Generated<number>
 }
 
 export type AccountStatus = 'active' | 'suspended'
@@ -47,6 +49,91 @@ export interface SessionTable {
   revoked_at: string | null
   user_agent: string | null
   ip: string | null
+  /** Assurance level: aal2 once a second factor (or a passkey) was checked for this session. */
+  aal: Aal
+  /** How the session was authenticated: JSON of AmrEntry[], as the access token carries it. */
+  amr: string
+  /** The passkey that started the session (or raised it to aal2); removing it ends the session. */
+  passkey_id: number | null
+}
+
+export type Aal = 'aal1' | 'aal2'
+
+/** A TOTP secret (encrypted), pending until confirmed. */
+export interface MfaTotpTable {
+  user_id: number
+  /** AES-256-GCM: base64url of iv, ciphertext and tag (src/mfa/secret-box.ts). */
+  secret: string
+  /** Which MFA key encrypted it. */
+  key_id: string
+  /** The last RFC 6238 time step accepted; a code must be for a later one. */
+  last_step: Generated<number>
+  created_at: string
+  confirmed_at: string | null
+  /** A pending enrollment ends then; null once confirmed. */
+  expires_at: string | null
+}
+
+export interface MfaRecoveryCodeTable {
+  id: Generated<number>
+  user_id: number
+  /** SHA-256 of the user id and the normalised code, base64url. */
+  code_hash: string
+  created_at: string
+  used_at: string | null
+}
+
+export interface MfaChallengeTable {
+  id: Generated<number>
+  /** SHA-256 of the mfa_token, base64url. */
+  token_hash: string
+  user_id: number
+  /** When the password was checked. */
+  created_at: string
+  expires_at: string
+  failures: Generated<number>
+  used_at: string | null
+}
+
+export type PasskeyDeviceType = 'singleDevice' | 'multiDevice'
+
+/** A WebAuthn credential (passkey) of a user. */
+export interface PasskeyTable {
+  id: Generated<number>
+  user_id: number
+  /** base64url, as the browser names the credential. */
+  credential_id: string
+  /** The COSE public key, base64url. */
+  public_key: string
+  /** The authenticator's signature counter as last seen (0 for synced passkeys, which keep none). */
+  counter: number
+  /** JSON array of transports (internal, hybrid, usb, ...). */
+  transports: string
+  device_type: PasskeyDeviceType
+  /** 1 when the last ceremony said the credential is backed up (synced). */
+  backed_up: number
+  aaguid: string
+  /** The WebAuthn user.id (base64url, random) the credential was created for. */
+  user_handle: string
+  name: string
+  created_at: string
+  last_used_at: string | null
+}
+
+export type WebauthnCeremony = 'registration' | 'authentication'
+
+export interface WebauthnChallengeTable {
+  id: Generated<number>
+  /** SHA-256 of the challenge, base64url. */
+  challenge_hash: string
+  ceremony: WebauthnCeremony
+  /** Registration: the user and session that asked; null for a login. */
+  user_id: number | null
+  session_id: string | null
+  /** Registration: the user.id the options named. */
+  user_handle: string | null
+  created_at: string
+  expires_at: string
 }
 
 export interface RefreshTokenTable {
@@ -133,6 +220,11 @@ export interface Database {
   sessions: SessionTable
   refresh_tokens: RefreshTokenTable
   audit_events: AuditEventTable
+  mfa_totp: MfaTotpTable
+  mfa_recovery_codes: MfaRecoveryCodeTable
+  mfa_challenges: MfaChallengeTable
+  passkeys: PasskeyTable
+  webauthn_challenges: WebauthnChallengeTable
 }
 
 export type UserRow = Selectable<UserTable>

@@ -4,6 +4,8 @@ import * as initial from './migrations/001-initial.js'
 import * as refreshTokensAudit from './migrations/002-refresh-tokens-audit.js'
 import * as accountLifecycle from './migrations/003-account-lifecycle.js'
 import * as administration from './migrations/004-administration.js'
+import * as mfa from './migrations/005-mfa.js'
+import * as passkeys from './migrations/006-passkeys.js'
 
 type DialectMigration = {
   up: (db: Parameters<Migration['up']>[0], dialect: Db['dialect']) => Promise<void>
@@ -15,7 +17,9 @@ const MIGRATIONS: Record<string, DialectMigration> = {
   '001-initial': initial,
   '002-refresh-tokens-audit': refreshTokensAudit,
   '003-account-lifecycle': accountLifecycle,
-  '004-administration': administration
+  '004-administration': administration,
+  '005-mfa': mfa,
+  '006-passkeys': passkeys
 }
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1) as string

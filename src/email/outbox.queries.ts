@@ -66,11 +66,13 @@ export async function claimDueRows (db: DbOrTrx, dialect: Dialect, now: string, 
     .orderBy('next_attempt_at').orderBy('id')
     .limit(limit)
   if (dialect === 'postgres') due = due.forUpdate().skipLocked()
-  return await db.updateTable('email_outbox')
+  const rows = await db.updateTable('email_outbox')
     .set((eb) => ({ lease_until: leaseUntil, attempts: eb('attempts', '+', 1) }))
     .where('id', 'in', due)
     .returningAll()
     .execute() as OutboxRow[]
+  // RETURNING has no order: send in the order they were queued (an older link before a newer one).
+  return rows.sort((a, b) => a.next_attempt_at.localeCompare(b.next_attempt_at) || a.id - b.id)
 }
 
 export async function markSent (db: DbOrTrx, id: number, now: string): Promise<void> {

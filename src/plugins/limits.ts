@@ -8,22 +8,27 @@ import { AppError } from '../errors.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
+    /** Failed password logins, per normalised email. */
     lockout: Lockout
+    /** Wrong second-factor codes (TOTP and recovery codes together), per account: MFA_LOCKOUT_*. */
+    mfaLockout: Lockout
     /** Route config for a per-IP limit; undefined (no limit) when RATE_LIMITS=off. */
     ipLimit: (limit: RateLimit) => { max: number, timeWindow: number } | undefined
   }
 }
 
 /**
- * A login attempt's view of the lockout: begin before the password check; then exactly one of
- * failure (wrong password), success, or release (no verdict: an error, a full hashing queue).
+ * An attempt's view of a lockout: begin before the secret is checked; then exactly one of
+ * failure (wrong password or code), success, or release (no verdict: an error, a full hashing
+ * queue). `account` names what is counted (a normalised email, an MFA account key); it is
+ * hashed before it is stored.
  */
 export interface Lockout {
   /** 0 when the attempt may go ahead (an attempt is reserved), else seconds to wait. */
-  begin: (emailNormalized: string) => Promise<number>
-  failure: (emailNormalized: string) => Promise<FailureResult>
-  success: (emailNormalized: string) => Promise<void>
-  release: (emailNormalized: string) => Promise<void>
+  begin: (account: string) => Promise<number>
+  failure: (account: string) => Promise<FailureResult>
+  success: (account: string) => Promise<void>
+  release: (account: string) => Promise<void>
 }
 
 const OFF: Lockout = {
@@ -78,6 +83,7 @@ export default fp(async (app) => {
   if (!config.rateLimits) {
     app.log.warn('RATE_LIMITS=off: per-IP limits and account lockout are disabled (benchmarks and load tests only)')
     app.decorate('lockout', OFF)
+    app.decorate('mfaLockout', OFF)
     app.decorate('ipLimit', () => undefined)
     return
   }
@@ -96,9 +102,12 @@ export default fp(async (app) => {
   })
   app.decorate('ipLimit', (limit: RateLimit) => ({ max: limit.max, timeWindow: limit.window * 1000 }))
 
-  const store: LockoutStore = redis
-    ? createRedisLockoutStore(redis, config.lockout)
-    : createMemoryLockoutStore(config.lockout)
+  // The same rules for both (count before checking, shared through Redis when configured); MFA
+  // locks do not grow: every lock lasts MFA_LOCKOUT_DURATION.
+  const mfaPolicy = { threshold: config.mfa.lockoutThreshold, baseSeconds: config.mfa.lockoutSeconds, maxSeconds: config.mfa.lockoutSeconds }
+  const stores: Record<'login' | 'mfa', LockoutStore> = redis
+    ? { login: createRedisLockoutStore(redis, config.lockout), mfa: createRedisLockoutStore(redis, mfaPolicy, 'uma:mfa-lockout:') }
+    : { login: createMemoryLockoutStore(config.lockout), mfa: createMemoryLockoutStore(mfaPolicy) }
   const failOpen = async <T>(operation: () => Promise<T>, fallback: T): Promise<T> => {
     try {
       return await operation()
@@ -107,14 +116,16 @@ export default fp(async (app) => {
       return fallback
     }
   }
-  app.decorate('lockout', {
-    begin: async (email: string) => {
+  const lockoutOver = (store: LockoutStore): Lockout => ({
+    begin: async (account: string) => {
       const now = app.now()
-      const until = await failOpen(() => store.reserve(lockoutKey(email), now), 0)
+      const until = await failOpen(() => store.reserve(lockoutKey(account), now), 0)
       return until > now ? Math.ceil((until - now) / 1000) : 0
     },
-    failure: (email: string) => failOpen(() => store.registerFailure(lockoutKey(email), app.now()), { lockedUntil: 0, locked: false }),
-    success: (email: string) => failOpen(() => store.reset(lockoutKey(email)), undefined),
-    release: (email: string) => failOpen(() => store.release(lockoutKey(email), app.now()), undefined)
+    failure: (account: string) => failOpen(() => store.registerFailure(lockoutKey(account), app.now()), { lockedUntil: 0, locked: false }),
+    success: (account: string) => failOpen(() => store.reset(lockoutKey(account)), undefined),
+    release: (account: string) => failOpen(() => store.release(lockoutKey(account), app.now()), undefined)
   })
+  app.decorate('lockout', lockoutOver(stores.login))
+  app.decorate('mfaLockout', lockoutOver(stores.mfa))
 }, { name: 'limits', dependencies: ['auth'] })

@@ -9,15 +9,17 @@ declare module 'fastify' {
   }
 }
 
-export type LoginOutcome = 'success' | 'failure' | 'locked' | 'refused'
+export type LoginOutcome = 'success' | 'failure' | 'locked' | 'refused' | 'mfa_required'
 
 /** The app's Prometheus metrics, on a registry of its own (several apps in one process do not clash). */
 export interface Metrics {
   registry: Registry
   httpRequests: Counter<'method' | 'route' | 'status_code'>
   httpRequestDuration: Histogram<'method' | 'route' | 'status_code'>
-  /** success, failure (wrong email or password), locked (refused by the per-account lockout), refused (right password, account may not log in now). */
+  /** success, failure (wrong email or password), locked (refused by the per-account lockout), refused (right password, account may not log in now), mfa_required (right password, a second factor is owed). */
   loginAttempts: Counter<'outcome'>
+  /** Second-factor codes checked (login, TOTP confirmation, TOTP removal): success, failure (wrong or used code), locked (refused by the MFA lockout). */
+  mfaCodeChecks: Counter<'outcome'>
   /** Locks started by repeated failed logins. */
   lockouts: Counter
   /** Seconds one argon2/bcrypt hash or verification took, without the wait for a hashing slot. */
@@ -45,6 +47,7 @@ export function createMetrics (): Metrics {
       registers: [registry]
     }),
     loginAttempts: new Counter({ name: 'auth_login_attempts_total', help: 'Password logins by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    mfaCodeChecks: new Counter({ name: 'auth_mfa_code_checks_total', help: 'Second-factor codes checked, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     lockouts: new Counter({ name: 'auth_lockouts_total', help: 'Account lockouts started after repeated failed logins', registers: [registry] }),
     hashDuration: new Histogram({
       name: 'password_hash_duration_seconds',
@@ -56,7 +59,8 @@ export function createMetrics (): Metrics {
     dbErrors: new Counter({ name: 'db_errors_total', help: 'Database errors seen by requests and readiness checks', labelNames: ['kind'] as const, registers: [registry] })
   }
   // Every series exists from the start at 0, so rate() and alerts see the first increment.
-  for (const outcome of ['success', 'failure', 'locked', 'refused'] as const) metrics.loginAttempts.inc({ outcome }, 0)
+  for (const outcome of ['success', 'failure', 'locked', 'refused', 'mfa_required'] as const) metrics.loginAttempts.inc({ outcome }, 0)
+  for (const outcome of ['success', 'failure', 'locked'] as const) metrics.mfaCodeChecks.inc({ outcome }, 0)
   for (const kind of ['unavailable', 'query'] as const) metrics.dbErrors.inc({ kind }, 0)
   return metrics
 }

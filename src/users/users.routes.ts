@@ -5,8 +5,10 @@ import { voidAccountTokens } from '../account/account-tokens.queries.js'
 import { planEmailChange, recordEmailChange } from '../account/email-change.js'
 import { assertGuardRails, findTarget } from '../admin/admin.queries.js'
 import { recordAuditEvent, snapshotAuditTarget } from '../audit/audit.queries.js'
+import { assertRecentLogin } from '../auth/recent-login.js'
 import { revokeUserSessions, type AuthenticatedUser } from '../auth/sessions.queries.js'
 import { AppError, errors } from '../errors.js'
+import { assertSecondFactor } from '../mfa/assurance.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, usernameProblem } from './identity.js'
 import { deleteUser, findTaken, findUserById, insertUser, takenError, toPublicUser, updateUser, type UserChanges, type UserRecord } from './users.queries.js'
 import { errorResponses, SignupResponse, UserCreate, UserIdParams, UserPublic, UserUpdate } from './users.schemas.js'
@@ -105,11 +107,12 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'updateUser',
       summary: 'Change username, email or password',
       description: 'Changing the password signs out every other session of the account. Changing the ' +
-        'password or email needs a password login within REAUTH_WINDOW (15 minutes by default).',
+        'password or email needs a password login within REAUTH_WINDOW (15 minutes by default) and, when the ' +
+        'account has a second factor, a session that used it (aal2).',
       ...authenticated,
       params: UserIdParams,
       body: UserUpdate,
-      response: { 200: UserPublic, ...errorResponses({ 400: 'Invalid data, or username or email taken', 401: 'Missing or invalid token', 403: 'Not your account, or a recent login is required', 404: 'User not found (admins only)' }) }
+      response: { 200: UserPublic, ...errorResponses({ 400: 'Invalid data, or username or email taken', 401: 'Missing or invalid token', 403: 'Not your account, a recent login is required, or this session needs a second factor', 404: 'User not found (admins only)' }) }
     }
   }, async (request) => {
     const { user } = request
@@ -118,11 +121,10 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (username === undefined && email === undefined && password === undefined) {
       throw errors.badRequest('Provide at least one of username, email, password')
     }
-    // Sensitive changes need a recent password check; a stolen access or refresh token alone
-    // must not be enough to take the account over (refreshing does not renew it).
-    if ((password !== undefined || email !== undefined) &&
-        app.now() - Date.parse(user.authenticated_at) > app.config.reauthWindow * 1000) {
-      throw errors.forbidden('Recent login required: log in again to change your password or email')
+    // Sensitive changes need a recent login, and a second factor when the caller has one.
+    if (password !== undefined || email !== undefined) {
+      assertRecentLogin(app, user, 'Recent login required: log in again to change your password or email')
+      assertSecondFactor(user)
     }
     const emailPlan = planEmailChange(app.config.emailVerification, target, email)
     const changes: UserChanges = { ...emailPlan.changes }
@@ -170,11 +172,12 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Delete an account and end all its sessions',
       ...authenticated,
       params: UserIdParams,
-      response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses({ 400: 'Invalid user id', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)', 409: 'An administrator\'s own account, or the last active administrator' }) }
+      response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses({ 400: 'Invalid user id', 401: 'Missing or invalid token', 403: 'Not your account, or this session needs a second factor', 404: 'User not found (admins only)', 409: 'An administrator\'s own account, or the last active administrator' }) }
     }
   }, async (request, reply) => {
     const targetId = request.params.user_id
     assertCanActOn(request.user, targetId)
+    assertSecondFactor(request.user)
     const nowMs = app.now()
     const now = new Date(nowMs).toISOString()
     const deleted = await app.db.kysely.transaction().execute(async (trx) => {

@@ -52,9 +52,21 @@ export const Token = Type.Object({
   expires_in: Type.Integer({ description: 'Seconds until the access token expires', examples: [900] })
 }, { title: 'Token' })
 
+/** What a login (or a refresh) returns. */
+export const TokenPair = Type.Object({
+  ...Token.properties,
+  refresh_token: Type.String({ description: 'Exchange at POST /users/refresh for a new pair; single use' })
+}, { title: 'TokenPair' })
+
 export const HTTPError = Type.Object({
   detail: Type.String({ examples: ['User not found'] })
 }, { title: 'HTTPError' })
+
+/** Right credentials, but the account may not log in now (the login routes' other 403s). */
+export const AccountRefused = Type.Object({
+  ...HTTPError.properties,
+  until: Type.Optional(Type.String({ format: 'date-time', description: 'With "Account suspended": when the suspension ends by itself' }))
+}, { title: 'AccountRefused', description: 'The account may not log in now: "Account suspended" (with until when it ends by itself), or "Email not verified"' })
 
 export const UserIdParams = Type.Object({
   user_id: Type.Integer({ minimum: 1, maximum: 2147483647, description: 'The user\'s id' })

@@ -11,22 +11,33 @@ export function takeToken () {
   return token && /^[A-Za-z0-9_-]{16,128}$/.test(token) ? token : null
 }
 
-/** POSTs JSON to an API path relative to this page; resolves with { status, body }, or { status: 0 } when the service cannot be reached. */
-export async function postJson (path, payload) {
+/**
+ * Calls an API path relative to this page (JSON in and out, no cookies: a Bearer token when
+ * given); resolves with { status, body, retryAfter }, or { status: 0 } when the service cannot be reached.
+ */
+export async function callApi (method, path, { token, body } = {}) {
+  const headers = {}
+  if (body !== undefined) headers['content-type'] = 'application/json'
+  if (token) headers.authorization = `Bearer ${token}`
   try {
     const response = await fetch(new URL(path, location.href), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(payload),
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       credentials: 'omit',
       cache: 'no-store'
     })
-    let body = {}
-    try { body = await response.json() } catch { body = {} }
-    return { status: response.status, body, retryAfter: response.headers.get('retry-after') }
+    let json = {}
+    try { json = await response.json() } catch { json = {} }
+    return { status: response.status, body: json, retryAfter: response.headers.get('retry-after') }
   } catch {
     return { status: 0, body: {} }
   }
+}
+
+/** POSTs JSON to an API path relative to this page. */
+export function postJson (path, payload) {
+  return callApi('POST', path, { body: payload })
 }
 
 /** What to tell the person when a request failed for a reason that is not theirs to fix in the form. */
@@ -47,7 +58,8 @@ export function show (section, others = []) {
 
 /**
  * GOV.UK-style errors: a summary at the top linking to each field, and the message beside the
- * field. errors: [{ field: HTMLInputElement | null, text }]. An empty list clears them.
+ * field. errors: [{ field: HTMLInputElement | null, text, link?: { href, text } }] (link: a way
+ * out, such as a page to get a new email). An empty list clears them.
  */
 export function showErrors (summary, errors) {
   for (const marked of document.querySelectorAll('.field--error')) {
@@ -60,7 +72,7 @@ export function showErrors (summary, errors) {
   const list = summary.querySelector('ul')
   list.replaceChildren()
   if (errors.length === 0) { summary.hidden = true; return }
-  for (const { field, text } of errors) {
+  for (const { field, text, link } of errors) {
     const item = document.createElement('li')
     if (field) {
       const link = document.createElement('a')
@@ -77,6 +89,12 @@ export function showErrors (summary, errors) {
     } else {
       item.textContent = text
     }
+    if (link) {
+      const anchor = document.createElement('a')
+      anchor.href = link.href
+      anchor.textContent = link.text
+      item.append(' ', anchor)
+    }
     list.append(item)
   }
   summary.hidden = false
@@ -84,8 +102,12 @@ export function showErrors (summary, errors) {
 }
 
 /** Disables a form's button while a request runs (no double submits), with a busy label. */
-export async function busy (form, label, work) {
-  const button = form.querySelector('button[type="submit"]')
+export function busy (form, label, work) {
+  return busyButton(form.querySelector('button[type="submit"]'), label, work)
+}
+
+/** Disables a button while its work runs, with a busy label. */
+export async function busyButton (button, label, work) {
   const idle = button.textContent
   button.disabled = true
   button.textContent = label
