@@ -650,7 +650,8 @@ describe('OpenAPI document', () => {
       assert.deepEqual(Object.keys(operation.responses).sort(), statuses)
     }
     const loginForbidden = spec.paths['/users/login'].post.responses['403'].content['application/json'].schema
-    assert.deepEqual(Object.keys(loginForbidden.properties).sort(), ['detail', 'methods', 'mfa_token'])
+    // The login's 403 also says when a suspension ends (issue 14).
+    assert.deepEqual(Object.keys(loginForbidden.properties).sort(), ['detail', 'methods', 'mfa_token', 'until'])
     assert.ok(spec.paths['/users/login/mfa'].post.requestBody)
   })
 })
