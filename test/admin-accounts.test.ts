@@ -336,6 +336,25 @@ for (const dialect of DIALECTS) {
       assert.equal((await authed(app, user.token, { method: 'DELETE', url: `/users/${user.id}` })).statusCode, 204)
     })
 
+    it('an administrator with a second factor changes accounts only from a second-factor session', async () => {
+      const { app } = suite()
+      const admin = await createUser(app, { admin: true })
+      const user = await createUser(app)
+      // The admin turns a second factor on elsewhere: this password-only (aal1) session may still
+      // read the directory, but no longer change anyone.
+      await app.db.kysely.updateTable('users').set({ mfa_enabled: 1 }).where('id', '=', admin.id).execute()
+      assert.equal((await call(app, admin.token, 'GET', '/admin/users')).response.statusCode, 200)
+      const attempts = [
+        await call(app, admin.token, 'POST', `/admin/users/${user.id}/suspend`, { reason: 'x' }),
+        await call(app, admin.token, 'PUT', `/admin/users/${user.id}/role`, { role: 'admin' }),
+        await call(app, admin.token, 'DELETE', `/admin/users/${user.id}/sessions`),
+        await call(app, admin.token, 'POST', '/admin/users', { username: 'aal-check', email: 'aal-check@example.com' })
+      ]
+      assert.deepEqual(attempts.map(({ response }) => response.statusCode), [403, 403, 403, 403])
+      assert.deepEqual([...new Set(attempts.map(({ body }) => body.detail))], ['This action needs a second factor'])
+      assert.equal((await authed(app, user.token, { method: 'GET', url: '/users/me' })).statusCode, 200, 'nothing happened')
+    })
+
     it('two administrators acting on each other at once never leave no active administrator', async (t) => {
       const { app } = suite()
       // Alone among administrators in this check: earlier tests' admins are made users here.

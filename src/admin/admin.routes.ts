@@ -7,6 +7,7 @@ import { recordAuditEvent } from '../audit/audit.queries.js'
 import { SessionPublic } from '../auth/sessions.routes.js'
 import { listLiveSessions, revokeUserSessions } from '../auth/sessions.queries.js'
 import { errors } from '../errors.js'
+import { assertSecondFactor } from '../mfa/assurance.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, usernameProblem } from '../users/identity.js'
 import { findTaken, insertUser, takenError } from '../users/users.queries.js'
 import { digitsOnlyUserId } from '../users/users.routes.js'
@@ -18,13 +19,19 @@ import { decodeCursor, encodeCursor, readDirectoryPage, type DirectoryFilter } f
 
 // The admin API: the user directory, accounts created by administrators (invitations),
 // suspension, roles, reset links and sessions. Administrators only: no token 401, any other
-// account 403, before the request is even validated. Every change commits with its audit event.
+// account 403, before the request is even validated; a change also needs a second-factor (aal2)
+// session when the administrator has a second factor. Every change commits with its audit event.
 
 const admin = { security: [{ bearerAuth: [] }], tags: ['admin'] }
 const iso = (ms: number) => new Date(ms).toISOString()
 
 async function requireAdmin (request: FastifyRequest): Promise<void> {
   if (request.user.role !== 'admin') throw errors.forbidden('Administrators only')
+}
+
+/** Changes need the session's second factor when the administrator has one (as the MFA reset does). */
+async function requireSecondFactor (request: FastifyRequest): Promise<void> {
+  assertSecondFactor(request.user)
 }
 
 const DATE_ONLY = /^(\d{4})-(\d\d)-(\d\d)$/
@@ -66,6 +73,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const dialect = app.db.dialect
   const policy = { minLength: config.passwordMinLength, maxLength: config.passwordMaxLength }
   const onRequest = [app.authenticate, requireAdmin]
+  const onChange = [app.authenticate, requireAdmin, requireSecondFactor]
   app.addHook('preValidation', digitsOnlyUserId)
 
   /** The account acted on, as the API shows it, read in the action's transaction. */
@@ -106,7 +114,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/admin/users', {
-    onRequest,
+    onRequest: onChange,
     schema: {
       ...admin,
       operationId: 'createUser',
@@ -165,14 +173,14 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => view(app.db.kysely, request.params.user_id, app.now()))
 
   app.post('/admin/users/:user_id/suspend', {
-    onRequest,
+    onRequest: onChange,
     schema: {
       ...admin,
       operationId: 'suspendUser',
       summary: 'Suspend an account: its sessions end at once and it cannot log in until unsuspended (or until `until`)',
       params: AdminUserParams,
       body: SuspendRequest,
-      response: { 200: AdminUser, ...errorResponses({ 400: 'Invalid data (a blank reason, an until in the past)', 401: 'Missing or invalid token', 403: 'Administrators only', 404: 'User not found', 409: 'Your own account, or the last active administrator' }) }
+      response: { 200: AdminUser, ...errorResponses({ 400: 'Invalid data (a blank reason, an until in the past)', 401: 'Missing or invalid token', 403: 'Administrators only, or this session needs a second factor', 404: 'User not found', 409: 'Your own account, or the last active administrator' }) }
     }
   }, async (request) => {
     const targetId = request.params.user_id
@@ -201,7 +209,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/admin/users/:user_id/unsuspend', {
-    onRequest,
+    onRequest: onChange,
     // The body is optional: a bare POST lifts the suspension.
     preValidation: async (request) => { request.body ??= {} },
     schema: {
@@ -226,14 +234,14 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.put('/admin/users/:user_id/role', {
-    onRequest,
+    onRequest: onChange,
     schema: {
       ...admin,
       operationId: 'changeUserRole',
       summary: 'Make a user an administrator or not; ends that user\'s sessions (they log in again with the new role)',
       params: AdminUserParams,
       body: RoleChange,
-      response: { 200: AdminUser, ...errorResponses({ 400: 'Invalid data', 401: 'Missing or invalid token', 403: 'Administrators only', 404: 'User not found', 409: 'Your own role, or the last active administrator' }) }
+      response: { 200: AdminUser, ...errorResponses({ 400: 'Invalid data', 401: 'Missing or invalid token', 403: 'Administrators only, or this session needs a second factor', 404: 'User not found', 409: 'Your own role, or the last active administrator' }) }
     }
   }, async (request) => {
     const targetId = request.params.user_id
@@ -254,7 +262,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/admin/users/:user_id/password-reset', {
-    onRequest,
+    onRequest: onChange,
     preValidation: async (request) => { request.body ??= {} },
     schema: {
       ...admin,
@@ -299,7 +307,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/admin/users/:user_id/sessions', {
-    onRequest,
+    onRequest: onChange,
     schema: {
       ...admin,
       operationId: 'revokeUserSessions',
