@@ -16,6 +16,8 @@ export interface DatabaseConfig {
 export interface Config {
   host: string
   port: number
+  /** Where clients reach this service (links, the OpenAPI `servers` entry): http(s) URL without a trailing slash. */
+  publicUrl: string
   dataDir: string
   database: DatabaseConfig
   /** Undefined means: use (or create) the secret file in dataDir, see resolveJwtSecret. */
@@ -199,6 +201,21 @@ function requestLog (env: Env): 'all' | 'errors' {
   return raw
 }
 
+/** PUBLIC_URL: an http(s) URL, kept without its trailing slash; default http://HOST:PORT. */
+function publicUrl (env: Env, host: string, port: number): string {
+  const raw = env.PUBLIC_URL?.trim()
+  if (!raw) return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new ConfigError('PUBLIC_URL', `must be an http:// or https:// URL, got "${raw}"`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('PUBLIC_URL', `must be an http:// or https:// URL, got "${raw}"`)
+  if (url.username || url.password || url.search || url.hash) throw new ConfigError('PUBLIC_URL', 'must not contain credentials, a query or a fragment')
+  return url.toString().replace(/\/+$/, '')
+}
+
 function redisUrl (env: Env): string | undefined {
   const raw = env.REDIS_URL?.trim()
   if (!raw) return undefined
@@ -220,9 +237,12 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}`)
 
   const passwordMaxLength = 256
+  const host = env.HOST?.trim() || '127.0.0.1'
+  const port = integer(env, 'PORT', 8000, 0, 65535)
   return {
-    host: env.HOST?.trim() || '127.0.0.1',
-    port: integer(env, 'PORT', 8000, 0, 65535),
+    host,
+    port,
+    publicUrl: publicUrl(env, host, port),
     dataDir,
     database,
     jwtSecret,
