@@ -18,6 +18,7 @@ import { createTokens } from '../src/auth/tokens.js'
 import { parseDatabaseUrl } from '../src/config.js'
 import { createDb } from '../src/db/database.js'
 import { migrateToLatest } from '../src/db/migrate.js'
+import { rerunUnderNode, runsMajor } from './node-version.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const { values: args } = parseArgs({
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     fastapi: { type: 'boolean', default: false },
     check: { type: 'boolean', default: false },
+    node: { type: 'string', default: '' },
     help: { type: 'boolean', default: false }
   }
 })
@@ -54,11 +56,14 @@ if (args.help) {
                       (Debian: apt-get install python3-fastapi python3-uvicorn python3-sqlalchemy
                       python3-passlib python3-bcrypt python3-jwt python3-email-validator)
   --check             exit 1 when a goal is missed (always exit 1 when a request failed)
+  --node MAJOR        run the bench under that Node.js (20, 22, 24, 26; scripts/with-node.sh) in a
+                      fresh copy of the checkout with its own npm ci; results come back to bench/results/
   BENCH_DATABASE_URL  a PostgreSQL server URL: adds GET on PostgreSQL (a fresh database is created and dropped)
   BENCH_START         a shell command to start the server instead of package.json's start script (A/B runs)
   BENCH_SERVER_X=v    sets X=v in the server's environment (A/B runs of a setting)`)
   process.exit(0)
 }
+if (args.node && !runsMajor(args.node)) process.exit(rerunUnderNode(ROOT, args.node, process.argv.slice(2)))
 
 const DURATION = Number(args.duration)
 const CONNECTIONS = Number(args.connections)
