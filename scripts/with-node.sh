@@ -44,7 +44,7 @@ if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
   exit 2
 fi
 
-cache_root="${UMA_NODE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/user-management-api}"
+cache_root="${UMA_NODE_CACHE:-${XDG_CACHE_HOME:-${HOME:-${TMPDIR:-/tmp}}/.cache}/user-management-api}"
 home="$cache_root/node-$version"
 
 if [ ! -x "$home/bin/node" ] || [ ! -f "$home/include/node/node_version.h" ]; then
