@@ -284,7 +284,8 @@ function publicUrl (env: Env, host: string, port: number): string {
   try {
     url = new URL(raw)
   } catch {
-    throw new ConfigError('PUBLIC_URL', `must be a URL such as https://accounts.example.com, got "${raw}"`)
+    // Not echoed: a mistyped URL may still carry a password.
+    throw new ConfigError('PUBLIC_URL', 'must be a URL such as https://accounts.example.com')
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('PUBLIC_URL', `must start with http:// or https://, got "${url.protocol}"`)
   if (url.search || url.hash || url.username || url.password) throw new ConfigError('PUBLIC_URL', 'must not carry a query, a fragment or credentials')
