@@ -21,6 +21,7 @@ import { failures, formatGoals, formatTable, rowJson } from './lib/report.js'
 import { mintTokens, seedSqlite } from './lib/seed.js'
 import { ROOT } from './lib/servers.js'
 import { ensureWrk } from './lib/wrk.js'
+import { rerunUnderNode, runsMajor } from './node-version.js'
 import { adminDirectory } from './scenarios/admin-directory.js'
 import { ceiling } from './scenarios/ceiling.js'
 import { fastapi, FASTAPI_PACKAGES } from './scenarios/fastapi.js'
@@ -66,6 +67,7 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     fastapi: { type: 'boolean', default: false },
     check: { type: 'boolean', default: false },
+    node: { type: 'string', default: '' },
     help: { type: 'boolean', default: false }
   }
 })
@@ -92,6 +94,8 @@ if (args.help) {
   --skip-build        use dist/ as it is
   --profile           run our server and the lean routes with --cpu-prof (profiles land in bench/results/)
   --check             exit 1 when a goal is missed (always exit 1 when a request failed)
+  --node MAJOR        run the bench under that Node.js (20, 22, 24, 26; scripts/with-node.sh) in a
+                      fresh copy of the checkout with its own npm ci; results come back to bench/results/
   BENCH_DATABASE_URL  a PostgreSQL server URL: adds GET on PostgreSQL (a fresh database is created and dropped)
   BENCH_START         a shell command to start the server instead of package.json's start script (A/B runs)
   BENCH_SERVER_X=v    sets X=v in the server's environment (A/B runs of a setting)
@@ -103,6 +107,8 @@ The load generator is wrk (Debian's package \`wrk\`; installed with apt-get when
 Results: bench/results/latest.json, bench/results/bench-throughput.svg and bench-latency.svg.`)
   process.exit(0)
 }
+
+if (args.node && !runsMajor(args.node)) process.exit(rerunUnderNode(ROOT, args.node, process.argv.slice(2)))
 
 function count (name: string, value: string, minimum: number): number {
   const number = Number(value)

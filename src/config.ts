@@ -16,6 +16,11 @@ export interface DatabaseConfig {
 export interface Config {
   host: string
   port: number
+  /**
+   * Where clients reach this service: the base of every link it sends (never the request's Host
+   * header) and the OpenAPI `servers` entry. An http(s) URL without a trailing slash.
+   */
+  publicUrl: string
   dataDir: string
   database: DatabaseConfig
   /** Undefined means: use (or create) the secret file in dataDir, see resolveJwtSecret. */
@@ -79,8 +84,6 @@ export interface Config {
   slowRequestMs: number
   /** The product's name in emails and pages (APP_NAME). */
   appName: string
-  /** Where the service is reached: the base of every link it sends, never the request's Host header. No trailing slash. */
-  publicUrl: string
   /** off: no verification emails (the FastAPI app's behaviour); optional: verify, never required; required: no login before it. */
   emailVerification: EmailVerificationMode
   /** Link templates containing {token}: the built-in pages by default, an operator's frontend otherwise. */
@@ -283,7 +286,8 @@ function publicUrl (env: Env, host: string, port: number): string {
   try {
     url = new URL(raw)
   } catch {
-    throw new ConfigError('PUBLIC_URL', `must be a URL such as https://accounts.example.com, got "${raw}"`)
+    // Not echoed: a mistyped URL may still carry a password.
+    throw new ConfigError('PUBLIC_URL', 'must be a URL such as https://accounts.example.com')
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('PUBLIC_URL', `must start with http:// or https://, got "${url.protocol}"`)
   if (url.search || url.hash || url.username || url.password) throw new ConfigError('PUBLIC_URL', 'must not carry a query, a fragment or credentials')

@@ -109,9 +109,11 @@ describe('loadConfig', () => {
     })
 
     it('refuses what is not an http(s) URL, or carries credentials, a query or a fragment', () => {
-      for (const value of ['accounts.example.com', 'ftp://example.com', 'https://', 'https://user:pw@example.com', 'https://example.com/?a=1', 'https://example.com/#x']) {
+      for (const value of ['accounts.example.com', 'ftp://example.com', 'https://', 'https://example.com/?a=1', 'https://example.com/#x']) {
         assertRefused({ PUBLIC_URL: value }, 'PUBLIC_URL')
       }
+      assertRefused({ PUBLIC_URL: 'https://user:secret-pw@example.com' }, 'PUBLIC_URL', 'secret-pw')
+      assertRefused({ PUBLIC_URL: 'https://user:secret-pw@' }, 'PUBLIC_URL', 'secret-pw')
     })
   })
 

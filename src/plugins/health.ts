@@ -16,6 +16,9 @@ declare module 'fastify' {
 
 const Status = Type.Object({ status: Type.Literal('ok') }, { title: 'HealthStatus' })
 const Problem = Type.Object({ detail: Type.String() }, { title: 'HealthProblem' })
+// The checks never refuse a well-formed request; a malformed one (invalid percent-encoding, an
+// over-long path segment) is answered 400 before routing, like on every route.
+const ClientError = { ...Problem, description: 'Malformed request (e.g. invalid percent-encoding in the URL)' }
 
 /**
  * GET /health/live: the process runs and its event loop turns (no database access).
@@ -67,7 +70,7 @@ export default fp(async (app) => {
       tags: ['operations'],
       operationId: 'liveness',
       summary: 'Liveness: 200 while the process runs',
-      response: { 200: Status }
+      response: { 200: Status, '4xx': ClientError }
     }
   }, async () => ({ status: 'ok' as const }))
 
@@ -76,7 +79,7 @@ export default fp(async (app) => {
       tags: ['operations'],
       operationId: 'readiness',
       summary: 'Readiness: 200 when the database answers and its schema is current; 503 otherwise and during shutdown',
-      response: { 200: Status, 503: Problem }
+      response: { 200: Status, '4xx': ClientError, 503: { ...Problem, description: 'Not ready: database unreachable, migrations pending, or shutting down' } }
     }
   }, async (_request, reply) => {
     if (draining) return reply.code(503).send({ detail: 'Shutting down' })
