@@ -16,6 +16,7 @@ import emailPlugin from './email/email.plugin.js'
 import { linkKey } from './email/links.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
+import adminConsolePlugin from './plugins/admin-console.js'
 import healthPlugin from './plugins/health.js'
 import metricsPlugin, { createMetrics } from './plugins/metrics.js'
 import requestIdPlugin, { requestIdFor } from './plugins/request-id.js'
@@ -178,6 +179,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(emailPlugin, { key: linkKey(secret) })
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
+  if (config.adminConsole) await app.register(adminConsolePlugin)
   await app.register(healthPlugin)
 
   await app.register(authRoutes, { refreshKey: rotationKey(secret) })
