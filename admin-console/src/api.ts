@@ -60,6 +60,9 @@ export interface AuditEvent {
   user_agent: string | null
   request_id: string | null
   detail: Record<string, unknown> | null
+  /** The reason an administrator gave. */
+  reason?: string | null
+  actor_username?: string | null
 }
 
 export interface AuditPage {
@@ -84,10 +87,11 @@ export interface MfaChallenge {
 // The page is served at <base>/admin; the API lives at <base>/ (a PUBLIC_URL path prefix is kept).
 const apiBase = new URL('./', document.baseURI)
 
-// Refresh when less than this is left, rather than send a token that dies on the way.
+// Refresh when less than this is left (or a quarter of a shorter lifetime), rather than send a
+// token that dies on the way.
 const EXPIRY_MARGIN_MS = 30_000
 
-let tokens: { access: string, refresh: string, expiresAt: number } | undefined
+let tokens: { access: string, refresh: string, refreshAt: number } | undefined
 let refreshing: Promise<boolean> | undefined
 let sessionEnded: (reason: string) => void = () => {}
 
@@ -101,7 +105,8 @@ export function hasSession (): boolean {
 }
 
 function keep (pair: TokenPair): void {
-  tokens = { access: pair.access_token, refresh: pair.refresh_token, expiresAt: Date.now() + pair.expires_in * 1000 }
+  const lifetime = pair.expires_in * 1000
+  tokens = { access: pair.access_token, refresh: pair.refresh_token, refreshAt: Date.now() + lifetime - Math.min(EXPIRY_MARGIN_MS, lifetime / 4) }
 }
 
 type Query = Record<string, string | number | boolean | undefined>
@@ -186,7 +191,7 @@ const SESSION_OVER = 'Your session has ended (it expired, was ended from elsewhe
 /** A call with the access token; one refresh and retry on a 401. */
 async function authed (method: string, path: string, call: Call = {}): Promise<Response> {
   if (tokens === undefined) endSession('You are signed out. Sign in again.')
-  if (tokens.expiresAt - Date.now() < EXPIRY_MARGIN_MS && !await refresh()) endSession(SESSION_OVER)
+  if (Date.now() >= tokens.refreshAt && !await refresh()) endSession(SESSION_OVER)
   let response = await send(method, path, call, tokens!.access)
   if (response.status === 401) {
     if (!await refresh()) endSession(SESSION_OVER)
@@ -291,12 +296,12 @@ export function suspendUser (id: number, reason: string, until?: string): Promis
   return json<AdminUser>('POST', `/admin/users/${id}/suspend`, { body: until === undefined ? { reason } : { reason, until } })
 }
 
-export function unsuspendUser (id: number): Promise<AdminUser> {
-  return json<AdminUser>('POST', `/admin/users/${id}/unsuspend`, { body: {} })
+export function unsuspendUser (id: number, reason?: string): Promise<AdminUser> {
+  return json<AdminUser>('POST', `/admin/users/${id}/unsuspend`, { body: reason === undefined ? {} : { reason } })
 }
 
-export function setRole (id: number, role: Role): Promise<AdminUser> {
-  return json<AdminUser>('PUT', `/admin/users/${id}/role`, { body: { role } })
+export function setRole (id: number, role: Role, reason?: string): Promise<AdminUser> {
+  return json<AdminUser>('PUT', `/admin/users/${id}/role`, { body: reason === undefined ? { role } : { role, reason } })
 }
 
 export function sendPasswordReset (id: number, revokeSessions: boolean): Promise<void> {

@@ -123,7 +123,7 @@ export function Directory ({ params }: { params: URLSearchParams }) {
     listUsers(filtersFor(form, sort, cursor), controller.signal).then((list) => {
       setResult(list)
       setLoading(false)
-      announce(list.users.length === 0 ? 'No users match.' : `${totalText(list)} found. Showing ${plural(list.users.length, 'user', 'users')} on this page.`)
+      announce(list.users.length === 0 ? 'No users match.' : `${totalText(list, isFiltered(form))} found. Showing ${plural(list.users.length, 'user', 'users')} on this page.`)
     }, (failure: unknown) => {
       if (controller.signal.aborted) return
       setLoading(false)
@@ -172,7 +172,7 @@ export function Directory ({ params }: { params: URLSearchParams }) {
         {result && (
           <div class={loading ? 'results--stale' : undefined} aria-busy={loading}>
             <p class="results__count" data-testid="result-count">
-              <strong>{totalText(result)}</strong>
+              <strong>{totalText(result, isFiltered(form))}</strong>
               {result.users.length > 0 && firstShown !== undefined && (
                 <span class="secondary"> · showing {formatNumber(firstShown)}–{formatNumber(firstShown + result.users.length - 1)}</span>
               )}
@@ -195,9 +195,11 @@ export function Directory ({ params }: { params: URLSearchParams }) {
   )
 }
 
-function totalText (list: UserList): string {
-  // An inexact total is the API's cap or a catalog estimate: say it is not a count.
-  return list.total_exact ? plural(list.total, 'user', 'users') : `About ${formatNumber(list.total)} or more users`
+function totalText (list: UserList, filtered: boolean): string {
+  if (list.total_exact) return plural(list.total, 'user', 'users')
+  // Not a count: for a search, the API stopped counting at its cap; for the whole directory
+  // (PostgreSQL), it read the catalog's estimate.
+  return filtered ? `${formatNumber(list.total)} or more users` : `About ${formatNumber(list.total)} users`
 }
 
 function NoResults ({ filtered }: { filtered: boolean }) {

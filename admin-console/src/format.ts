@@ -52,7 +52,14 @@ const EVENT_NAMES: Record<string, string> = {
   password_reset: 'Password reset',
   email_verification_requested: 'Verification email requested',
   email_verified: 'Email verified',
-  email_change_requested: 'Email change requested'
+  email_change_requested: 'Email change requested',
+  invite_accepted: 'Invitation accepted',
+  data_export: 'Downloaded their data',
+  user_created: 'Account created by an administrator',
+  user_suspended: 'Suspended',
+  user_unsuspended: 'Suspension lifted',
+  password_reset_link_sent: 'Password reset link sent',
+  sessions_revoked: 'All sessions ended'
 }
 
 /** "Sign-in", "Admin: suspended"...: a known event type in words, others as they are. */

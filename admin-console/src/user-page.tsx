@@ -262,41 +262,74 @@ function Suspend ({ user, onDone, onError }: ActionProps<(changed: AdminUser) =>
   )
 }
 
+/** An optional "why" for the audit log, as the API takes it (1-500 characters, or nothing). */
+function ReasonField ({ id, value, onInput, error }: { id: string, value: string, onInput: (value: string) => void, error?: string }) {
+  return (
+    <Field id={id} label="Reason (optional)" hint="Kept in the audit log." error={error}>
+      {(describedBy, invalid) => (
+        <textarea class="textarea textarea--short" id={id} name="reason" rows={2}
+          value={value} onInput={(e) => onInput(e.currentTarget.value)} aria-describedby={describedBy} aria-invalid={invalid || undefined} />
+      )}
+    </Field>
+  )
+}
+
+function optionalReason (reason: string, field: string): { reason?: string, error?: FieldError } {
+  const trimmed = reason.trim()
+  if (trimmed.length > REASON_MAX) return { error: { field, message: `The reason must be ${REASON_MAX} characters or fewer` } }
+  return { reason: trimmed === '' ? undefined : trimmed }
+}
+
 function Unsuspend ({ user, onDone, onError }: ActionProps<(changed: AdminUser) => void>) {
+  const [reason, setReason] = useState('')
+  const [errors, setErrors] = useState<FieldError[]>([])
   const [busy, setBusy] = useState(false)
-  async function lift () {
+
+  async function submit (event: Event) {
+    event.preventDefault()
+    const note = optionalReason(reason, 'unsuspend-reason')
+    setErrors(note.error ? [note.error] : [])
+    if (note.error) return
     setBusy(true)
     try {
-      onDone(await unsuspendUser(user.id))
+      onDone(await unsuspendUser(user.id, note.reason))
     } catch (error) {
       onError(error)
     } finally {
       setBusy(false)
     }
   }
+
   return (
-    <div class="card" role="group" aria-labelledby="unsuspend-heading">
-      <h3 class="heading-s" id="unsuspend-heading">Suspended account</h3>
-      <p class="body-s">Lifting the suspension lets them sign in again. Their old sessions stay ended.</p>
-      <Button busy={busy} onClick={lift}>{busy ? 'Lifting…' : 'Lift suspension'}</Button>
-    </div>
+    <form class="card" onSubmit={submit} noValidate method="post" aria-labelledby="unsuspend-heading">
+      <h3 class="heading-s" id="unsuspend-heading">Lift the suspension</h3>
+      <p class="body-s">They can sign in again. The sessions the suspension ended stay ended.</p>
+      <ErrorSummary errors={errors} />
+      <ReasonField id="unsuspend-reason" value={reason} onInput={setReason} error={errorFor(errors, 'unsuspend-reason')} />
+      <Button type="submit" busy={busy}>{busy ? 'Lifting…' : 'Lift suspension'}</Button>
+    </form>
   )
 }
 
 function ChangeRole ({ user, onDone, onError }: ActionProps<(changed: AdminUser, role: Role) => void>) {
   const [role, setRoleChoice] = useState<Role>(user.role)
+  const [reason, setReason] = useState('')
+  const [errors, setErrors] = useState<FieldError[]>([])
   const [busy, setBusy] = useState(false)
   useEffect(() => setRoleChoice(user.role), [user.role])
 
   async function submit (event: Event) {
     event.preventDefault()
-    if (role === user.role) {
-      onError(new ApiError(400, `${user.username} is already ${role === 'admin' ? 'an administrator' : 'a user'}. Choose the other role.`))
-      return
-    }
+    const note = optionalReason(reason, 'role-reason')
+    const problems: FieldError[] = note.error ? [note.error] : []
+    if (role === user.role) problems.unshift({ field: `role-${role === 'admin' ? 'user' : 'admin'}`, message: `${user.username} is already ${role === 'admin' ? 'an administrator' : 'a user'}: choose the other role` })
+    setErrors(problems)
+    if (problems.length > 0) return
     setBusy(true)
     try {
-      onDone(await setRole(user.id, role), role)
+      const changed = await setRole(user.id, role, note.reason)
+      setReason('')
+      onDone(changed, role)
     } catch (error) {
       onError(error)
     } finally {
@@ -306,6 +339,7 @@ function ChangeRole ({ user, onDone, onError }: ActionProps<(changed: AdminUser,
 
   return (
     <form class="card" onSubmit={submit} noValidate method="post">
+      <ErrorSummary errors={errors} />
       <fieldset class="fieldset" aria-describedby="role-hint">
         <legend class="heading-s">Role</legend>
         <p class="hint" id="role-hint">Changing the role ends all of their sessions: they sign in again.</p>
@@ -319,6 +353,7 @@ function ChangeRole ({ user, onDone, onError }: ActionProps<(changed: AdminUser,
           ))}
         </div>
       </fieldset>
+      <ReasonField id="role-reason" value={reason} onInput={setReason} error={errorFor(errors, 'role-reason')} />
       <Button type="submit" variant="secondary" busy={busy}>{busy ? 'Changing…' : 'Change role'}</Button>
     </form>
   )
@@ -442,7 +477,7 @@ function Actor ({ event, user, me }: { event: AuditEvent, user: AdminUser, me: M
   if (event.actor_id === null) return <span class="secondary">–</span>
   if (event.actor_id === me.id) return <>You</>
   if (event.actor_id === user.id) return <>{user.username}</>
-  return <a href={userHref(event.actor_id)}>User {event.actor_id}</a>
+  return <a href={userHref(event.actor_id)}>{event.actor_username ?? `User ${event.actor_id}`}</a>
 }
 
 function AuditSection ({ user, me, events, cursor, onMore }: { user: AdminUser, me: Me, events?: AuditEvent[], cursor: string | null, onMore: () => Promise<void> }) {
@@ -469,6 +504,7 @@ function AuditSection ({ user, me, events, cursor, onMore }: { user: AdminUser, 
                         {describeEventType(event.type)}
                         {event.outcome === 'failure' && <> <Tag tone="red">Failed</Tag></>}
                         {describeDetail(event.detail) && <span class="table__note">{describeDetail(event.detail)}</span>}
+                        {event.reason && <span class="table__note">Reason: {event.reason}</span>}
                       </td>
                       <td><Actor event={event} user={user} me={me} /></td>
                       <td>{event.ip ?? '–'}</td>
