@@ -3,6 +3,8 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import accountRoutes from './account/account.routes.js'
+import dataExportRoutes from './account/data-export.routes.js'
+import adminRoutes from './admin/admin.routes.js'
 import auditRoutes from './audit/audit.routes.js'
 import authRoutes from './auth/auth.routes.js'
 import { createPasswords, type Passwords } from './auth/passwords.js'
@@ -186,6 +188,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(sessionsRoutes)
   await app.register(usersRoutes)
   await app.register(accountRoutes)
+  await app.register(dataExportRoutes)
+  await app.register(adminRoutes)
   await app.register(auditRoutes)
   return app
 }

@@ -89,6 +89,8 @@ export interface Config {
   /** Lifetimes of password-reset and email-verification links, seconds. */
   resetTokenTtl: number
   verifyTokenTtl: number
+  /** Lifetime of the link in an invitation (an account an administrator created), seconds. */
+  inviteTokenTtl: number
   mail: MailConfig
 }
 
@@ -390,6 +392,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     resetPasswordUrl: linkTemplate(env, 'RESET_PASSWORD_URL', `${base}/account/reset-password#token={token}`),
     resetTokenTtl: parseDuration(env, 'RESET_TOKEN_TTL', 3600, 60),
     verifyTokenTtl: parseDuration(env, 'VERIFY_TOKEN_TTL', 24 * 3600, 60),
+    inviteTokenTtl: parseDuration(env, 'INVITE_TOKEN_TTL', 72 * 3600, 60),
     mail: mailConfig(env, appName, cwd)
   }
 }

@@ -1,12 +1,16 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { classifyDbError } from './db/database.js'
 
-/** A domain error: its message is safe to show the client, as `{"detail": message}`. */
+/**
+ * A domain error: its message is safe to show the client, as `{"detail": message}`, with `extra`
+ * fields beside it when a client needs more than the sentence (e.g. a suspension's `until`).
+ */
 export class AppError extends Error {
   constructor (
     readonly statusCode: number,
     message: string,
-    readonly headers: Record<string, string> = {}
+    readonly headers: Record<string, string> = {},
+    readonly extra: Record<string, string> = {}
   ) {
     super(message)
     this.name = 'AppError'
@@ -21,6 +25,10 @@ export const errors = {
   notAuthenticated: () => new AppError(401, 'Not authenticated', { 'www-authenticate': 'Bearer' }),
   invalidToken: () => new AppError(401, 'Could not validate credentials', { 'www-authenticate': 'Bearer error="invalid_token"' }),
   forbidden: (detail = 'Not enough permissions') => new AppError(403, detail),
+  /** Right password, but an administrator suspended the account (until a time, or until lifted). */
+  accountSuspended: (until: string | null) => new AppError(403, 'Account suspended', {}, until === null ? {} : { until }),
+  /** The request is valid but would break a rule of the accounts' state (guard rails). */
+  conflict: (detail: string) => new AppError(409, detail),
   userNotFound: () => new AppError(404, 'User not found'),
   serviceUnavailable: (detail = 'Service temporarily unavailable, try again shortly', retryAfterSeconds = 2) =>
     new AppError(503, detail, { 'retry-after': String(retryAfterSeconds) })
@@ -83,7 +91,8 @@ export function registerErrorHandler (app: FastifyInstance): void {
       : dbError === 'unavailable' ? errors.serviceUnavailable('Database unavailable, try again shortly') : frameworkError(error)
     if (known) {
       if (known.statusCode >= 500) request.log.warn({ err: error }, known.message)
-      return reply.code(known.statusCode).headers(known.headers).send({ detail: known.message })
+      const extra = known instanceof AppError ? known.extra : {}
+      return reply.code(known.statusCode).headers(known.headers).send({ detail: known.message, ...extra })
     }
     request.log.error({ err: error }, 'unhandled error')
     return reply.code(500).send({ detail: 'Internal Server Error' })

@@ -12,8 +12,13 @@ import { insertAccountToken, voidAccountTokens } from './account-tokens.queries.
 const LINKS: Record<AccountTokenPurpose, { ttl: (config: Config) => number, url: (config: Config) => string }> = {
   verify_email: { ttl: (config) => config.verifyTokenTtl, url: (config) => config.verifyEmailUrl },
   change_email: { ttl: (config) => config.verifyTokenTtl, url: (config) => config.verifyEmailUrl },
-  reset_password: { ttl: (config) => config.resetTokenTtl, url: (config) => config.resetPasswordUrl }
+  reset_password: { ttl: (config) => config.resetTokenTtl, url: (config) => config.resetPasswordUrl },
+  // An account an administrator created: the link sets its first password on the reset page.
+  invite: { ttl: (config) => config.inviteTokenTtl, url: (config) => config.resetPasswordUrl }
 }
+
+/** Purposes whose link sets the password: a new password, however it was set, voids them all. */
+export const PASSWORD_LINKS = ['reset_password', 'invite'] as const satisfies readonly AccountTokenPurpose[]
 
 export interface AccountLink {
   purpose: AccountTokenPurpose

@@ -1,14 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isSuspended } from '../admin/account-status.js'
 import { recordAuditEvent } from '../audit/audit.queries.js'
 import { revokeUserSessions } from '../auth/sessions.queries.js'
 import { isUniqueViolation, type AccountTokenPurpose } from '../db/database.js'
 import { hashLinkToken } from '../email/links.js'
 import { errors } from '../errors.js'
 import { normalizeEmail, passwordProblem } from '../users/identity.js'
-import { findUserByEmail, updateUser, type UserRecord } from '../users/users.queries.js'
+import { findUserByEmailWithStatus, updateUser, type UserWithStatus } from '../users/users.queries.js'
 import { errorResponses } from '../users/users.schemas.js'
-import { queuePasswordChangedNotice, sendAccountLink } from './account-links.js'
+import { PASSWORD_LINKS, queuePasswordChangedNotice, sendAccountLink } from './account-links.js'
 import { consumeAccountToken, findUsableToken, voidAccountTokens, type UsableToken } from './account-tokens.queries.js'
 import { Accepted, LinkRequest, Message, PasswordResetConfirm, VerifyEmailConfirm } from './account.schemas.js'
 
@@ -25,20 +26,21 @@ const ME_VERIFY_ACCEPTED = 'If your email address needs verifying, we have sent 
 const invalidLinkToken = () => errors.badRequest('Invalid or expired token')
 const iso = (ms: number) => new Date(ms).toISOString()
 
-type LinkOutcome = 'sent' | 'limited' | 'no_account' | 'not_needed'
+type LinkOutcome = 'sent' | 'limited' | 'no_account' | 'not_needed' | 'suspended'
 
 /**
  * A visitor asks for a link to `email`: looks the account up, lets `decide` pick the link (or
- * none), and records what happened, all in one transaction. The visitor never learns which.
+ * none, or name why not), and records what happened, all in one transaction. The visitor never
+ * learns which.
  */
 async function requestLink (app: FastifyInstance, request: FastifyRequest, email: string, type: 'password_reset_requested' | 'email_verification_requested',
-  decide: (user: UserRecord) => { purpose: AccountTokenPurpose, to: string } | undefined): Promise<void> {
+  decide: (user: UserWithStatus, now: number) => { purpose: AccountTokenPurpose, to: string } | 'suspended' | undefined): Promise<void> {
   const now = app.now()
   await app.db.kysely.transaction().execute(async (trx) => {
-    const user = await findUserByEmail(trx, normalizeEmail(email))
-    const link = user && decide(user)
-    let outcome: LinkOutcome = user === undefined ? 'no_account' : 'not_needed'
-    if (user !== undefined && link !== undefined) {
+    const user = await findUserByEmailWithStatus(trx, normalizeEmail(email))
+    const link = user && decide(user, now)
+    let outcome: LinkOutcome = user === undefined ? 'no_account' : link === 'suspended' ? 'suspended' : 'not_needed'
+    if (user !== undefined && typeof link === 'object') {
       outcome = await sendAccountLink(app, trx, { ...link, user, limited: true }, now) ? 'sent' : 'limited'
     }
     await recordAuditEvent(trx, request, { type, outcome: outcome === 'sent' ? 'success' : 'failure', userId: user?.id, detail: { result: outcome } }, iso(now))
@@ -67,7 +69,10 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 202: Accepted, ...errorResponses({ 400: 'Invalid data', 429: 'Too many requests from your address' }) }
     }
   }, async (request, reply) => {
-    await requestLink(app, request, request.body.email, 'password_reset_requested', (user) => ({ purpose: 'reset_password', to: user.email }))
+    // A suspended account gets nothing (the same 202): a new password would not let it in, and
+    // the link would reach whoever the suspension is meant to keep out.
+    await requestLink(app, request, request.body.email, 'password_reset_requested', (user, now) =>
+      isSuspended(user, now) ? 'suspended' : { purpose: 'reset_password', to: user.email })
     return reply.code(202).send({ detail: RESET_ACCEPTED })
   })
 
@@ -75,13 +80,16 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['account'],
       operationId: 'confirmPasswordReset',
-      summary: 'Set a new password with the token from a reset link; ends every session of the account',
+      summary: 'Set a new password with the token from a reset link or an invitation; ends every session of the account',
+      description: 'Takes the token of a password-reset link or of an invitation (an account an administrator ' +
+        'created). Either proves the address it was sent to, so the email becomes verified.',
       body: PasswordResetConfirm,
       response: { 200: Message, ...errorResponses({ 400: 'Invalid or expired token, or a new password the policy refuses (the token stays usable)', 503: 'Too many password changes in progress; retry shortly' }) }
     }
   }, async (request) => {
     const { token, new_password: password } = request.body
-    const found = await usableToken(app, token, ['reset_password'])
+    const found = await usableToken(app, token, PASSWORD_LINKS)
+    const invite = found.purpose === 'invite'
     const problem = passwordProblem(password, policy, { username: found.username, email: found.email })
     if (problem) throw errors.badRequest(problem)
     const hashedPassword = await app.passwords.hash(password)
@@ -92,16 +100,17 @@ const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const proven = found.email_verified_at === null && found.token_email === found.email_normalized
       await updateUser(trx, found.id, { hashed_password: hashedPassword, updated_at: now, ...(proven ? { email_verified_at: now } : {}) })
       const revoked = await revokeUserSessions(trx, found.id, now)
-      await voidAccountTokens(trx, found.id, { purposes: ['reset_password'] }, now)
-      await queuePasswordChangedNotice(app, trx, found, now)
-      await recordAuditEvent(trx, request, { type: 'password_reset', outcome: 'success', userId: found.id, actorId: found.id, detail: { sessions_revoked: revoked } }, now)
+      await voidAccountTokens(trx, found.id, { purposes: PASSWORD_LINKS }, now)
+      // An invitation sets the first password: there is no earlier one to warn about.
+      if (!invite) await queuePasswordChangedNotice(app, trx, found, now)
+      await recordAuditEvent(trx, request, { type: invite ? 'invite_accepted' : 'password_reset', outcome: 'success', userId: found.id, actorId: found.id, detail: { sessions_revoked: revoked } }, now)
       return true
     })
     if (!done) throw invalidLinkToken()
     // Whoever holds the link controls the mailbox: failed logins before it no longer count.
     await app.lockout.success(found.email_normalized)
-    request.log.info({ userId: found.id }, 'password reset')
-    return { message: 'Password has been reset' }
+    request.log.info({ userId: found.id }, invite ? 'invitation accepted' : 'password reset')
+    return { message: invite ? 'Password has been set' : 'Password has been reset' }
   })
 
   app.post('/users/verify-email/request', {

@@ -8,12 +8,16 @@ const AuditEventPublic = Type.Object({
   created_at: Type.String({ format: 'date-time' }),
   type: Type.String({ examples: ['login'] }),
   outcome: Type.Union([Type.Literal('success'), Type.Literal('failure')]),
-  user_id: Type.Union([Type.Integer(), Type.Null()]),
-  actor_id: Type.Union([Type.Integer(), Type.Null()]),
+  user_id: Type.Union([Type.Integer(), Type.Null()], { description: 'The account the event is about (the target of an administrator\'s action)' }),
+  target_username: Type.Union([Type.String(), Type.Null()], { description: 'That account\'s username: the current one, or for a deleted account the one it had when it was deleted' }),
+  target_email: Type.Union([Type.String(), Type.Null()], { description: 'That account\'s email, likewise' }),
+  actor_id: Type.Union([Type.Integer(), Type.Null()], { description: 'Who acted: the user themselves, an administrator, or null (a visitor)' }),
+  actor_username: Type.Union([Type.String(), Type.Null()], { description: 'The actor\'s username while that account exists' }),
   ip: Type.Union([Type.String(), Type.Null()]),
   user_agent: Type.Union([Type.String(), Type.Null()]),
   request_id: Type.Union([Type.String(), Type.Null()]),
-  detail: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()])
+  detail: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()], { description: 'What changed (never a secret)' }),
+  reason: Type.Union([Type.String(), Type.Null()], { description: 'The reason an administrator gave' })
 }, { title: 'AuditEvent' })
 
 const AuditEventsPage = Type.Object({
@@ -21,8 +25,10 @@ const AuditEventsPage = Type.Object({
   next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as cursor for the next (older) page; null on the last page' })
 }, { title: 'AuditEventsPage' })
 
+const UserIdFilter = Type.Integer({ minimum: 1, maximum: 2147483647, description: 'Events about this account' })
 const AuditQuery = Type.Object({
-  user_id: Type.Optional(Type.Integer({ minimum: 1, maximum: 2147483647 })),
+  target_user_id: Type.Optional(UserIdFilter),
+  user_id: Type.Optional({ ...UserIdFilter, description: 'The same as target_user_id (its earlier name)' }),
   type: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   since: Type.Optional(Type.String({ format: 'date-time', description: 'Inclusive, ISO-8601' })),
   until: Type.Optional(Type.String({ format: 'date-time', description: 'Exclusive, ISO-8601' })),
@@ -45,7 +51,10 @@ const auditRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     if (request.user.role !== 'admin') throw errors.forbidden()
-    const { user_id: userId, type, since, until, cursor, limit } = request.query
+    const { target_user_id: targetUserId, user_id: userId, type, since, until, cursor, limit } = request.query
+    if (targetUserId !== undefined && userId !== undefined && targetUserId !== userId) {
+      throw errors.badRequest('target_user_id: differs from user_id (give one of them)')
+    }
     let beforeId: number | undefined
     if (cursor !== undefined) {
       const match = CURSOR.exec(cursor)
@@ -53,7 +62,7 @@ const auditRoutes: FastifyPluginAsyncTypebox = async (app) => {
       beforeId = Number(match[1])
     }
     const rows = await listAuditEvents(app.db.kysely, {
-      userId,
+      userId: targetUserId ?? userId,
       type,
       since: since && new Date(since).toISOString(),
       until: until && new Date(until).toISOString(),

@@ -1,7 +1,7 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { recordAuditEvent } from '../audit/audit.queries.js'
 import { AppError } from '../errors.js'
-import { errorResponses, Token, UserLogin } from '../users/users.schemas.js'
+import { errorResponses, HTTPError, Token, UserLogin } from '../users/users.schemas.js'
 import { checkAccountState, checkCredentials, sessionExpiry, startSession, tokenPair } from './login.js'
 import { hashRefreshToken, nextRefreshToken } from './refresh-tokens.js'
 import { findRefreshToken, insertRefreshToken, markRefreshTokenUsed, revokeSession, revokeUserSessions, touchSession } from './sessions.queries.js'
@@ -10,6 +10,15 @@ const TokenPair = Type.Object({
   ...Token.properties,
   refresh_token: Type.String({ description: 'Exchange at POST /users/refresh for a new pair; single use' })
 }, { title: 'TokenPair' })
+
+const LoginRefused = Type.Object({
+  ...HTTPError.properties,
+  until: Type.Optional(Type.String({ format: 'date-time', description: 'When a suspension with an end ends' }))
+}, {
+  title: 'LoginRefused',
+  description: 'Right password, but the account may not log in now: "Account suspended" (with `until` when the suspension ends by itself), or "Email not verified"',
+  examples: [{ detail: 'Account suspended', until: '2026-07-01T00:00:00.000Z' }]
+})
 
 const RefreshRequest = Type.Object({
   refresh_token: Type.String({ minLength: 1, maxLength: 128 })
@@ -34,7 +43,8 @@ const authRoutes: FastifyPluginAsyncTypebox<{ refreshKey: Buffer }> = async (app
       body: UserLogin,
       response: {
         200: TokenPair,
-        ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password', 403: 'Right password, but the account may not log in now (email not verified)', 429: 'Too many attempts (per address or per account); see Retry-After', 503: 'Too many logins in progress; retry shortly' })
+        ...errorResponses({ 400: 'Invalid data', 401: 'Incorrect email or password', 429: 'Too many attempts (per address or per account); see Retry-After', 503: 'Too many logins in progress; retry shortly' }),
+        403: LoginRefused
       }
     }
   }, async (request) => {

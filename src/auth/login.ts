@@ -1,15 +1,16 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { isSuspended } from '../admin/account-status.js'
 import { recordAuditEvent } from '../audit/audit.queries.js'
 import { AppError, errors } from '../errors.js'
 import { normalizeEmail } from '../users/identity.js'
 import { findUserForLogin, updateUser, type LoginUser } from '../users/users.queries.js'
 import { hashRefreshToken, newRefreshToken } from './refresh-tokens.js'
-import { insertRefreshToken, insertSession } from './sessions.queries.js'
+import { insertRefreshToken, insertSession, recordLogin } from './sessions.queries.js'
 
 // The login flow as named steps, read top to bottom by POST /users/login:
 //   1. checkCredentials: lockout, account look-up, password (the only step a stranger can reach)
-//   2. checkAccountState: may this account log in now (verified email, ...)
+//   2. checkAccountState: may this account log in now (not suspended, verified email, ...)
 //   3. startSession: the session row, its refresh token, the token pair
 // Each step throws the answer that ends the login; none reveals more than the one before it.
 
@@ -99,6 +100,9 @@ async function upgradeHash (app: FastifyInstance, request: FastifyRequest, userI
  * does not know it.
  */
 export async function checkAccountState (app: FastifyInstance, request: FastifyRequest, user: LoginUser): Promise<void> {
+  if (isSuspended(user, app.now())) {
+    await refuseLogin(app, request, user, 'suspended', errors.accountSuspended(user.suspended_until))
+  }
   if (app.config.emailVerification === 'required' && user.email_verified_at === null) {
     await refuseLogin(app, request, user, 'email_not_verified', errors.forbidden('Email not verified'))
   }
@@ -110,12 +114,20 @@ async function refuseLogin (app: FastifyInstance, request: FastifyRequest, user:
   throw error
 }
 
-/** Step 3. The session, its first refresh token and the login's audit event commit together. */
+/**
+ * Step 3. The session, its first refresh token, the login's time and its audit event commit
+ * together. The account's row is written (and so locked) first: a suspension committed since
+ * step 2 is seen here and refused, and one that commits after this revokes the new session.
+ */
 export async function startSession (app: FastifyInstance, request: FastifyRequest, user: LoginUser): Promise<TokenPair> {
   const now = app.now()
   const sessionId = randomBytes(18).toString('base64url')
   const refreshToken = newRefreshToken()
   await app.db.kysely.transaction().execute(async (trx) => {
+    const state = await recordLogin(trx, user.id, iso(now))
+    // Deleted since step 1: the same answer as any unknown account.
+    if (state === undefined) throw errors.invalidCredentials()
+    if (isSuspended(state, now)) throw errors.accountSuspended(state.suspended_until)
     await insertSession(trx, {
       id: sessionId,
       user_id: user.id,

@@ -51,6 +51,17 @@ export function createSessionUserLookup (db: Db): SessionUserLookup {
   }
 }
 
+/**
+ * Sets the account's last login and returns its status as of now. The update takes the row's
+ * lock (PostgreSQL), so it waits for a suspension being written and then reads it.
+ */
+export function recordLogin (db: DbOrTrx, userId: number, now: string) {
+  return db.updateTable('users').set({ last_login_at: now })
+    .where('id', '=', userId)
+    .returning(['status', 'suspended_until'])
+    .executeTakeFirst()
+}
+
 /** Revokes every live session of the user except `keepSessionId` (if given). */
 export async function revokeUserSessions (db: DbOrTrx, userId: number, now: string, keepSessionId?: string): Promise<number> {
   let query = db.updateTable('sessions').set({ revoked_at: now })

@@ -5,7 +5,7 @@ import { toPublicUser } from '../users/users.queries.js'
 import { errorResponses, UserPublic } from '../users/users.schemas.js'
 import { listLiveSessions, revokeSession } from './sessions.queries.js'
 
-const SessionPublic = Type.Object({
+export const SessionPublic = Type.Object({
   id: Type.String(),
   created_at: Type.String({ format: 'date-time' }),
   last_used_at: Type.String({ format: 'date-time', description: 'Last login or refresh' }),

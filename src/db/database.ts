@@ -25,7 +25,16 @@ export interface UserTable {
   email_verified_at: string | null
   /** EMAIL_VERIFICATION=required: the new address of a change waiting for its confirmation. */
   pending_email: string | null
+  /** 'suspended' blocks login until suspended_until (if set) has passed; see src/admin/account-status.ts. */
+  status: Generated<AccountStatus>
+  suspended_until: string | null
+  /** Why an administrator suspended the account (shown to administrators, never to the user). */
+  suspension_reason: string | null
+  /** The last successful password login; null: never logged in. */
+  last_login_at: string | null
 }
+
+export type AccountStatus = 'active' | 'suspended'
 
 export interface SessionTable {
   /** Random, URL-safe; named by the access token's `sid` claim. */
@@ -66,9 +75,14 @@ export interface AuditEventTable {
   request_id: string | null
   /** Small JSON object; never a password, token or hash. */
   detail: string | null
+  /** The reason an administrator gave for the action. */
+  reason: string | null
+  /** Copied from the account when it is deleted, so its events still say whose they were. */
+  target_username: string | null
+  target_email: string | null
 }
 
-export type AccountTokenPurpose = 'verify_email' | 'change_email' | 'reset_password'
+export type AccountTokenPurpose = 'verify_email' | 'change_email' | 'reset_password' | 'invite'
 
 /** Single-use links sent by email; only the token's SHA-256 is stored. */
 export interface AccountTokenTable {

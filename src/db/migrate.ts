@@ -3,6 +3,7 @@ import type { Db } from './database.js'
 import * as initial from './migrations/001-initial.js'
 import * as refreshTokensAudit from './migrations/002-refresh-tokens-audit.js'
 import * as accountLifecycle from './migrations/003-account-lifecycle.js'
+import * as administration from './migrations/004-administration.js'
 
 type DialectMigration = {
   up: (db: Parameters<Migration['up']>[0], dialect: Db['dialect']) => Promise<void>
@@ -13,7 +14,8 @@ type DialectMigration = {
 const MIGRATIONS: Record<string, DialectMigration> = {
   '001-initial': initial,
   '002-refresh-tokens-audit': refreshTokensAudit,
-  '003-account-lifecycle': accountLifecycle
+  '003-account-lifecycle': accountLifecycle,
+  '004-administration': administration
 }
 
 export const LATEST_MIGRATION = Object.keys(MIGRATIONS).at(-1) as string

@@ -18,7 +18,7 @@ export default fp(async (app) => {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'The access_token from POST /users/login' }
         }
       },
-      tags: [{ name: 'users', description: 'Accounts' }, { name: 'auth', description: 'Logging in and tokens' }, { name: 'account', description: 'Password reset and email verification by emailed link' }, { name: 'operations', description: 'Health checks for orchestrators and load balancers' }]
+      tags: [{ name: 'users', description: 'Accounts' }, { name: 'auth', description: 'Logging in and tokens' }, { name: 'account', description: 'Password reset and email verification by emailed link; your data as a file' }, { name: 'admin', description: 'Administration: the user directory, invitations, suspension, roles, sessions, the audit log (administrators only)' }, { name: 'operations', description: 'Health checks for orchestrators and load balancers' }]
     }
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: false } })

@@ -35,13 +35,23 @@ export function findUserById (db: DbOrTrx, id: number): Promise<UserRecord | und
 
 /** Login look-up: by the normalised email, with the hash and what decides whether the account may log in. */
 export function findUserForLogin (db: DbOrTrx, emailNormalized: string) {
-  return db.selectFrom('users').select(['id', 'hashed_password', 'email_verified_at']).where('email_normalized', '=', emailNormalized).executeTakeFirst()
+  return db.selectFrom('users')
+    .select(['id', 'hashed_password', 'email_verified_at', 'status', 'suspended_until'])
+    .where('email_normalized', '=', emailNormalized)
+    .executeTakeFirst()
 }
 export type LoginUser = NonNullable<Awaited<ReturnType<typeof findUserForLogin>>>
 
 /** By the normalised email, without the hash (admin CLI, requests for links). */
 export function findUserByEmail (db: DbOrTrx, emailNormalized: string): Promise<UserRecord | undefined> {
   return db.selectFrom('users').select(PUBLIC_USER_COLUMNS).where('email_normalized', '=', emailNormalized).executeTakeFirst()
+}
+
+export type UserWithStatus = UserRecord & Pick<UserRow, 'status' | 'suspended_until'>
+
+/** By the normalised email, with the account's status (requests for links). */
+export function findUserByEmailWithStatus (db: DbOrTrx, emailNormalized: string): Promise<UserWithStatus | undefined> {
+  return db.selectFrom('users').select([...PUBLIC_USER_COLUMNS, 'status', 'suspended_until']).where('email_normalized', '=', emailNormalized).executeTakeFirst()
 }
 
 export function findUserCredentials (db: DbOrTrx, id: number): Promise<UserRow | undefined> {

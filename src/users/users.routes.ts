@@ -1,8 +1,10 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { queuePasswordChangedNotice, sendAccountLink } from '../account/account-links.js'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { PASSWORD_LINKS, queuePasswordChangedNotice, sendAccountLink } from '../account/account-links.js'
 import { voidAccountTokens } from '../account/account-tokens.queries.js'
 import { planEmailChange, recordEmailChange } from '../account/email-change.js'
-import { recordAuditEvent } from '../audit/audit.queries.js'
+import { assertGuardRails, findTarget } from '../admin/admin.queries.js'
+import { recordAuditEvent, snapshotAuditTarget } from '../audit/audit.queries.js'
 import { revokeUserSessions, type AuthenticatedUser } from '../auth/sessions.queries.js'
 import { AppError, errors } from '../errors.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, usernameProblem } from './identity.js'
@@ -25,16 +27,21 @@ async function loadTarget (app: Parameters<FastifyPluginAsyncTypebox>[0], user: 
 
 const authenticated = { security: [{ bearerAuth: [] }] }
 
+/**
+ * preValidation hook for routes with a user_id in the path. Path text is coerced to the integer
+ * the schema asks for, and JavaScript's number parsing would also read "1e3", "0x10" or " 1" as
+ * ids: only plain digits name a user.
+ */
+export function digitsOnlyUserId (request: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
+  const raw = (request.params as { user_id?: unknown }).user_id
+  if (typeof raw === 'string' && !/^[0-9]+$/.test(raw)) return done(new AppError(400, 'user_id: must be a positive whole number written in digits'))
+  done()
+}
+
 const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const policy = { minLength: app.config.passwordMinLength, maxLength: app.config.passwordMaxLength }
 
-  // Path text is coerced to the integer the schema asks for, and JavaScript's number parsing
-  // would also read "1e3", "0x10" or " 1" as ids: only plain digits name a user.
-  app.addHook('preValidation', (request, _reply, done) => {
-    const raw = (request.params as { user_id?: unknown }).user_id
-    if (typeof raw === 'string' && !/^[0-9]+$/.test(raw)) return done(new AppError(400, 'user_id: must be a positive whole number written in digits'))
-    done()
-  })
+  app.addHook('preValidation', digitsOnlyUserId)
 
   app.post('/users/signup', {
     config: { rateLimit: app.ipLimit(app.config.signupIpLimit) },
@@ -143,7 +150,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (row === undefined) return row
       if (password !== undefined) {
         const revoked = await revokeUserSessions(trx, target.id, now, target.id === user.id ? user.session_id : undefined)
-        await voidAccountTokens(trx, target.id, { purposes: ['reset_password'] }, now)
+        await voidAccountTokens(trx, target.id, { purposes: PASSWORD_LINKS }, now)
         await queuePasswordChangedNotice(app, trx, target, now)
         await recordAuditEvent(trx, request, { type: 'password_change', outcome: 'success', userId: target.id, actorId: user.id, detail: { sessions_revoked: revoked } }, now)
       }
@@ -163,15 +170,21 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Delete an account and end all its sessions',
       ...authenticated,
       params: UserIdParams,
-      response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses({ 400: 'Invalid user id', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)' }) }
+      response: { 204: { type: 'null', description: 'Deleted' }, ...errorResponses({ 400: 'Invalid user id', 401: 'Missing or invalid token', 403: 'Not your account', 404: 'User not found (admins only)', 409: 'An administrator\'s own account, or the last active administrator' }) }
     }
   }, async (request, reply) => {
     const targetId = request.params.user_id
     assertCanActOn(request.user, targetId)
-    const now = new Date(app.now()).toISOString()
+    const nowMs = app.now()
+    const now = new Date(nowMs).toISOString()
     const deleted = await app.db.kysely.transaction().execute(async (trx) => {
+      const target = await findTarget(trx, targetId)
+      if (target === undefined) return false
+      await assertGuardRails(trx, app.db.dialect, 'delete', request.user, target, nowMs)
       if (!await deleteUser(trx, targetId)) return false
       await recordAuditEvent(trx, request, { type: 'user_deleted', outcome: 'success', userId: targetId, actorId: request.user.id }, now)
+      // The account's events outlive it and keep saying whose they were.
+      await snapshotAuditTarget(trx, target)
       return true
     })
     if (!deleted) throw errors.userNotFound()
