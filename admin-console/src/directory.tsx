@@ -114,6 +114,8 @@ export function Directory ({ params }: { params: URLSearchParams }) {
   const [result, setResult] = useState<UserList>()
   const [error, setError] = useState<FieldError[]>([])
   const [loading, setLoading] = useState(true)
+  // Bumped by "Search" with an unchanged search: the admin asks for fresh results.
+  const [generation, setGeneration] = useState(0)
 
   useEffect(() => {
     const controller = new AbortController()
@@ -121,6 +123,8 @@ export function Directory ({ params }: { params: URLSearchParams }) {
     setError([])
     announce('Loading users…')
     listUsers(filtersFor(form, sort, cursor), controller.signal).then((list) => {
+      // An answer to a search the admin has since replaced is dropped.
+      if (controller.signal.aborted) return
       setResult(list)
       setLoading(false)
       announce(list.users.length === 0 ? 'No users match.' : `${totalText(list, isFiltered(form))} found. Showing ${plural(list.users.length, 'user', 'users')} on this page.`)
@@ -131,8 +135,8 @@ export function Directory ({ params }: { params: URLSearchParams }) {
       setError([{ message: messageOf(failure) }])
     })
     return () => controller.abort()
-    // The fragment is the whole state: refetch when it changes, and only then.
-  }, [params.toString()])
+    // The fragment is the whole state: refetch when it changes (or on "Search" again).
+  }, [params.toString(), generation])
 
   function goTo (next: string | undefined) {
     navigate(usersHref(paramsFor(form, sort, next)))
@@ -164,7 +168,11 @@ export function Directory ({ params }: { params: URLSearchParams }) {
         <PageHeading>Users</PageHeading>
         <a class="button button--secondary" href="#/invite">Invite a user</a>
       </div>
-      <SearchForm searchKey={searchKey} initial={form} onSearch={(next) => navigate(usersHref(paramsFor(next, sort)))} />
+      <SearchForm searchKey={searchKey} initial={form} onSearch={(next) => {
+        const hash = usersHref(paramsFor(next, sort))
+        if (hash === location.hash || (hash === '#/' && location.hash === '')) setGeneration(generation + 1)
+        else navigate(hash)
+      }} />
       <ErrorSummary errors={error} />
       <section aria-labelledby="results-heading" class="results">
         <h2 class="visually-hidden" id="results-heading">Results</h2>
@@ -393,12 +401,14 @@ interface PaginationProps {
 
 function Pagination ({ page, hasPrevious, hasNext, onFirst, onPrevious, onNext }: PaginationProps) {
   if (!hasPrevious && !hasNext && onFirst === undefined) return null
+  // Keyed: without keys Preact would turn the focused "Next" button into "Previous" on the
+  // last page, and a second Enter would go back. A button that goes away hands focus to the count.
   return (
     <nav class="pagination" aria-label="Pages of results">
-      {onFirst && !hasPrevious && <Button variant="secondary" onClick={onFirst}>First page</Button>}
-      {hasPrevious && <Button variant="secondary" onClick={onPrevious}>‹ Previous page</Button>}
-      {page !== undefined && <span class="pagination__page" aria-current="page">Page {page}</span>}
-      {hasNext && <Button variant="secondary" onClick={onNext}>Next page ›</Button>}
+      {onFirst && !hasPrevious && <Button key="first" variant="secondary" onClick={onFirst}>First page</Button>}
+      {hasPrevious && <Button key="previous" variant="secondary" onClick={onPrevious}>‹ Previous page</Button>}
+      {page !== undefined && <span key="page" class="pagination__page" aria-current="page">Page {page}</span>}
+      {hasNext && <Button key="next" variant="secondary" onClick={onNext}>Next page ›</Button>}
     </nav>
   )
 }

@@ -102,11 +102,16 @@ export function Field ({ id, label, hint, error, children, class: className }: F
 
 // ---- Headings and notices -------------------------------------------------------------------
 
-/** A screen's h1; it takes focus when the screen opens, so screen readers announce where we are. */
+// The page's first screen leaves focus where the browser put it (the skip link comes first);
+// every later screen moves it to its heading.
+let firstScreen = true
+
+/** A screen's h1; it takes focus when the screen changes, so screen readers announce where we are. */
 export function PageHeading ({ children, caption }: { children: ComponentChildren, caption?: ComponentChildren }) {
   const ref = useRef<HTMLHeadingElement>(null)
   useEffect(() => {
-    ref.current?.focus({ preventScroll: true })
+    if (firstScreen) firstScreen = false
+    else ref.current?.focus({ preventScroll: true })
   }, [])
   return (
     <>

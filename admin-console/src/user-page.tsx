@@ -468,7 +468,8 @@ function SessionsSection ({ user, sessions, onRevoked, onError }: { user: AdminU
 function describeDetail (detail: Record<string, unknown> | null): string {
   if (detail === null) return ''
   return Object.entries(detail)
-    .filter(([key, value]) => key !== 'session_id' && value !== null && value !== undefined && typeof value !== 'object')
+    // Counts of nothing and flags not set are noise in a list of what happened.
+    .filter(([key, value]) => key !== 'session_id' && value !== null && value !== undefined && value !== 0 && value !== false && typeof value !== 'object')
     .map(([key, value]) => `${key.replaceAll('_', ' ')}: ${String(value)}`)
     .join('; ')
 }
