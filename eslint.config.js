@@ -19,7 +19,7 @@ export default tseslint.config(
     }
   },
   {
-    files: ['src/server.ts', 'src/cli.ts', 'test/**', 'bench/**'],
+    files: ['src/server.ts', 'src/cli.ts', 'test/**', 'bench/**', 'scripts/**'],
     rules: { 'no-restricted-syntax': 'off' }
   },
   {

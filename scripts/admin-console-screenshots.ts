@@ -17,6 +17,13 @@ const OUT = fileURLToPath(new URL('../docs/screenshots/', import.meta.url))
 const CHROMIUM = '/usr/bin/chromium'
 const PASSWORD = `Screenshot-${randomBytes(6).toString('hex')}`
 const DAY = 86_400_000
+const HOUR = 3_600_000
+const MINUTE = 60_000
+
+// The server's clock: pinned to moments in the past while the directory is seeded (so sign-ins
+// and events spread over days, as in a real one), then the real time for the browser.
+let pinned: number | undefined
+const clock = () => pinned ?? Date.now()
 
 const PEOPLE = [
   'Maria Gonzalez', 'Aiko Tanaka', 'Tomasz Nowak', 'Amara Okafor', 'Liam O\'Brien', 'Sofia Rossi', 'Noah Fischer',
@@ -77,19 +84,31 @@ async function seed (app: FastifyInstance) {
   const login = async (username: string, agent: string, ip: string) =>
     (await call(app, 'POST', '/users/login', undefined, { email: await emailOf(username), password: PASSWORD }, { ua: agent, ip })).access_token as string
 
-  const admin = await login('dana.whitfield', AGENTS[2], '203.0.113.10')
+  // Each one's events in time order (the activity list is newest first by insertion).
   for (const [index, name] of PEOPLE.entries()) {
-    if (index % 3 !== 2) await login(handle(name), AGENTS[index % AGENTS.length], `198.51.100.${20 + index}`)
+    if (index % 3 === 2 || index === 0) continue
+    pinned = now - ((index * 37) % 190 + 1) * HOUR - index * 13 * MINUTE
+    await login(handle(name), AGENTS[index % AGENTS.length], `198.51.100.${20 + index}`)
   }
   // The user the "a user" screenshot shows: two devices, a mistyped password, a reset link.
+  pinned = now - 2 * DAY - 3 * HOUR
   await login('maria.gonzalez', AGENTS[1], '198.51.100.77')
-  await call(app, 'POST', '/users/login', undefined, { email: await emailOf('maria.gonzalez'), password: 'not-her-password' }, { ua: AGENTS[1], ip: '198.51.100.77' })
-  await call(app, 'POST', `/admin/users/${ids.get('maria.gonzalez')}/password-reset`, admin, {}, { ua: AGENTS[2], ip: '203.0.113.10' })
+  pinned = now - 5 * HOUR
+  await call(app, 'POST', '/users/login', undefined, { email: await emailOf('maria.gonzalez'), password: 'not-her-password' }, { ua: AGENTS[0], ip: '198.51.100.20' })
+  pinned = now - 5 * HOUR + 2 * MINUTE
+  await login('maria.gonzalez', AGENTS[0], '198.51.100.20')
 
-  await call(app, 'PUT', `/admin/users/${ids.get('aiko.tanaka')}/role`, admin, { role: 'admin', reason: 'Joins the support team' })
-  await call(app, 'PUT', `/admin/users/${ids.get('priya.raman')}/role`, admin, { role: 'admin' })
-  await call(app, 'POST', `/admin/users/${ids.get('omar.haddad')}/suspend`, admin, { reason: 'Spam reports from several users' })
-  await call(app, 'POST', `/admin/users/${ids.get('zoe.clarke')}/suspend`, admin, { reason: 'Chargeback under review', until: new Date(now + 14 * DAY).toISOString() })
+  pinned = now - 50 * MINUTE
+  const admin = await login('dana.whitfield', AGENTS[2], '203.0.113.10')
+  pinned = now - 44 * MINUTE
+  await call(app, 'POST', `/admin/users/${ids.get('maria.gonzalez')}/password-reset`, admin, {}, { ua: AGENTS[2], ip: '203.0.113.10' })
+  pinned = now - 40 * MINUTE
+  await call(app, 'PUT', `/admin/users/${ids.get('ethan.wright')}/role`, admin, { role: 'admin', reason: 'Joins the support team' })
+  await call(app, 'PUT', `/admin/users/${ids.get('aiko.tanaka')}/role`, admin, { role: 'admin' })
+  pinned = now - 38 * MINUTE
+  await call(app, 'POST', `/admin/users/${ids.get('isabel.moreno')}/suspend`, admin, { reason: 'Spam reports from several users' })
+  await call(app, 'POST', `/admin/users/${ids.get('julia.novak')}/suspend`, admin, { reason: 'Chargeback under review', until: new Date(now + 14 * DAY).toISOString() })
+  pinned = undefined
 
 }
 
@@ -104,11 +123,13 @@ async function main () {
     HOST: '127.0.0.1',
     PORT: '0'
   })
-  const app = await buildApp(config)
+  const app = await buildApp(config, { now: clock })
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
+    // Dates in date fields as a British admin sees them (the field's format follows the locale).
+    env: { ...process.env, LANG: 'en_GB.UTF-8', LANGUAGE: 'en_GB' },
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--hide-scrollbars', '--font-render-hinting=none']
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--hide-scrollbars', '--font-render-hinting=none', '--lang=en-GB']
   })
   try {
     await seed(app)
@@ -132,7 +153,9 @@ async function main () {
     await page.getByRole('button', { name: 'Search', exact: true }).click()
     await page.locator('[data-testid=result-count]').filter({ hasText: 'showing 1–25' }).waitFor()
     await page.mouse.move(0, 0)
+    await page.setViewportSize({ width: 1280, height: 1180 })
     await page.screenshot({ path: join(OUT, 'admin-directory.png') })
+    await page.setViewportSize({ width: 1280, height: 860 })
 
     await page.getByLabel('Search by email or username').fill('maria')
     await page.getByRole('button', { name: 'Search', exact: true }).click()

@@ -372,7 +372,7 @@ function UserRow ({ user }: { user: AdminUser }) {
         {!user.email_verified && <span class="table__note">Not verified</span>}
       </td>
       <td>{user.role === 'admin' ? <Tag tone="blue">Admin</Tag> : 'User'}</td>
-      <td><StatusTag user={user} /></td>
+      <td><StatusTag user={user} withEnd /></td>
       <td class="table__date"><time dateTime={user.created_at} title={user.created_at}>{formatDateTime(user.created_at)}</time></td>
       <td class="table__date">{user.last_login_at ? <time dateTime={user.last_login_at} title={user.last_login_at}>{formatDateTime(user.last_login_at)}</time> : <span class="secondary">Never</span>}</td>
       <td class="table__cell--numeric">{formatNumber(user.sessions)}</td>
@@ -381,9 +381,14 @@ function UserRow ({ user }: { user: AdminUser }) {
 }
 
 /** Suspended (maybe until a date), or active; a suspension whose end has passed no longer counts. */
-export function StatusTag ({ user }: { user: AdminUser }) {
+export function StatusTag ({ user, withEnd = false }: { user: AdminUser, withEnd?: boolean }) {
   if (!isSuspended(user)) return <Tag tone="green">Active</Tag>
-  return user.suspended_until ? <Tag tone="red">Suspended until {formatDateTime(user.suspended_until)}</Tag> : <Tag tone="red">Suspended</Tag>
+  return (
+    <>
+      <Tag tone="red">Suspended</Tag>
+      {withEnd && user.suspended_until && <span class="table__note">until {formatDateTime(user.suspended_until)}</span>}
+    </>
+  )
 }
 
 export function isSuspended (user: AdminUser): boolean {

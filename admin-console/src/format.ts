@@ -69,3 +69,47 @@ export function describeEventType (type: string): string {
   const sentence = words.charAt(0).toUpperCase() + words.slice(1)
   return type.startsWith('admin') ? `Admin: ${sentence.toLowerCase()}` : sentence
 }
+
+const LOGIN_REFUSALS: Record<string, string> = {
+  invalid_credentials: 'wrong email or password',
+  suspended: 'account suspended',
+  email_not_verified: 'email not verified'
+}
+
+/**
+ * An event's detail as a short phrase ("user → admin; 2 sessions ended"): the parts an admin
+ * acts on, in words; ids they cannot use, zero counts and unset flags left out.
+ */
+export function describeDetail (detail: Record<string, unknown> | null): string {
+  if (detail === null) return ''
+  const parts: string[] = []
+  if (typeof detail.from === 'string' && typeof detail.to === 'string') parts.push(`${detail.from} → ${detail.to}`)
+  for (const [key, value] of Object.entries(detail)) {
+    if (value === null || value === undefined || value === false || value === 0 || typeof value === 'object') continue
+    switch (key) {
+      case 'session_id': case 'from': case 'to': case 'was_suspended': case 'revoke_sessions':
+        break
+      case 'reason':
+        parts.push(LOGIN_REFUSALS[String(value)] ?? String(value).replaceAll('_', ' '))
+        break
+      case 'until':
+        parts.push(`until ${formatDateTime(String(value))}`)
+        break
+      case 'sessions_revoked':
+        parts.push(`${plural(Number(value), 'session', 'sessions')} ended`)
+        break
+      case 'links_voided':
+        parts.push(`${plural(Number(value), 'emailed link', 'emailed links')} voided`)
+        break
+      case 'invite':
+        parts.push('invitation emailed')
+        break
+      case 'all':
+        parts.push('every session')
+        break
+      default:
+        parts.push(`${key.replaceAll('_', ' ')}: ${String(value)}`)
+    }
+  }
+  return parts.join('; ')
+}

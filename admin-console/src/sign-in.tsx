@@ -82,7 +82,8 @@ function PasswordStep ({ appName, notice, refusal, onChallenge, admit }: Passwor
     <>
       <ErrorSummary errors={errors} title={summaryTitle} />
       {notice && refusal === undefined && <div class="inset" data-testid="sign-in-notice">{notice}</div>}
-      <PageHeading caption={appName}>Sign in to the admin console</PageHeading>
+      <PageHeading>Sign in to the admin console</PageHeading>
+      <p class="lead">For administrators of {appName}. Use your account's email address and password.</p>
       <form class="form" onSubmit={submit} noValidate method="post">
         <Field id="email" label="Email address" error={errorFor(errors, 'email')}>
           {(describedBy, invalid) => (

@@ -5,7 +5,7 @@ import {
   type AdminUser, type AuditEvent, type Me, type Role, type Session
 } from './api.js'
 import { isSuspended, StatusTag } from './directory.js'
-import { describeEventType, describeUserAgent, formatDateTime, formatNumber, plural } from './format.js'
+import { describeDetail, describeEventType, describeUserAgent, formatDateTime, formatNumber, plural } from './format.js'
 import { userHref } from './router.js'
 import { announce, Button, ErrorSummary, errorFor, Field, messageOf, PageHeading, Spinner, SuccessBanner, Tag, type FieldError } from './ui.js'
 import { recalledUser, rememberUser } from './user-cache.js'
@@ -117,7 +117,7 @@ export function UserPage ({ id, me, backHref, flash }: Props) {
         : (
           <>
             <div class="user-heading">
-              <PageHeading caption={user.email}>{user.username}</PageHeading>
+              <div class="user-heading__title"><PageHeading caption={user.email}>{user.username}</PageHeading></div>
               <div class="user-heading__tags">
                 {self && <Tag tone="yellow">You</Tag>}
                 {user.role === 'admin' && <Tag tone="blue">Admin</Tag>}
@@ -462,16 +462,6 @@ function SessionsSection ({ user, sessions, onRevoked, onError }: { user: AdminU
             )}
     </section>
   )
-}
-
-/** "reason: spam; role: admin": the detail an admin needs, without ids they cannot use. */
-function describeDetail (detail: Record<string, unknown> | null): string {
-  if (detail === null) return ''
-  return Object.entries(detail)
-    // Counts of nothing and flags not set are noise in a list of what happened.
-    .filter(([key, value]) => key !== 'session_id' && value !== null && value !== undefined && value !== 0 && value !== false && typeof value !== 'object')
-    .map(([key, value]) => `${key.replaceAll('_', ' ')}: ${String(value)}`)
-    .join('; ')
 }
 
 function Actor ({ event, user, me }: { event: AuditEvent, user: AdminUser, me: Me }) {
