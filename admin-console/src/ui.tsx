@@ -1,5 +1,5 @@
 import type { ComponentChildren, JSX } from 'preact'
-import { useEffect, useRef, useState } from 'preact/hooks'
+import { useEffect, useId, useRef, useState } from 'preact/hooks'
 import { ApiError } from './api.js'
 
 // The few building blocks every screen shares, after the GOV.UK design system's patterns:
@@ -51,13 +51,15 @@ function focusField (id: string) {
 /** "There is a problem": a list of what to fix, each linking to its field. Takes focus when it appears. */
 export function ErrorSummary ({ errors, title = 'There is a problem' }: { errors: FieldError[], title?: string }) {
   const ref = useRef<HTMLDivElement>(null)
+  // A screen can show two (its own and a form's): each needs its own id.
+  const titleId = useId()
   useEffect(() => {
     if (errors.length > 0) ref.current?.focus()
   }, [errors])
   if (errors.length === 0) return null
   return (
-    <div class="error-summary" role="alert" aria-labelledby="error-summary-title" tabIndex={-1} ref={ref}>
-      <h2 class="error-summary__title" id="error-summary-title">{title}</h2>
+    <div class="error-summary" role="alert" aria-labelledby={titleId} tabIndex={-1} ref={ref}>
+      <h2 class="error-summary__title" id={titleId}>{title}</h2>
       <ul class="error-summary__list">
         {errors.map((error, index) => (
           <li key={index}>
