@@ -1,5 +1,6 @@
 // @ts-check
 import js from '@eslint/js'
+import globals from 'globals'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
@@ -21,6 +22,15 @@ export default tseslint.config(
   {
     files: ['src/server.ts', 'src/cli.ts', 'test/**', 'bench/**', 'scripts/**'],
     rules: { 'no-restricted-syntax': 'off' }
+  },
+  {
+    // The account pages' scripts run in the browser (ES modules served under a strict CSP).
+    files: ['src/account-pages/assets/**/*.js'],
+    languageOptions: { globals: globals.browser, sourceType: 'module' }
+  },
+  {
+    files: ['scripts/**/*.mjs'],
+    languageOptions: { globals: globals.node }
   },
   {
     // Tests read JSON bodies loosely; the assertions are what check their shape.

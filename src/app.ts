@@ -4,6 +4,7 @@ import addFormats from 'ajv-formats'
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import accountRoutes from './account/account.routes.js'
 import dataExportRoutes from './account/data-export.routes.js'
+import accountPages from './account-pages/account-pages.routes.js'
 import adminRoutes from './admin/admin.routes.js'
 import auditRoutes from './audit/audit.routes.js'
 import authRoutes from './auth/auth.routes.js'
@@ -13,9 +14,11 @@ import sessionsRoutes from './auth/sessions.routes.js'
 import { createTokens } from './auth/tokens.js'
 import { resolveJwtSecret, type Config } from './config.js'
 import { createDb, type Db } from './db/database.js'
+import { readableDataFilesWarning, sqliteFiles } from './db/file-modes.js'
 import { migrateToLatest } from './db/migrate.js'
 import emailPlugin from './email/email.plugin.js'
 import { linkKey } from './email/links.js'
+import { loadTemplates } from './email/templates.js'
 import { registerErrorHandler } from './errors.js'
 import { sharedBatchedStdout } from './log-destination.js'
 import adminConsolePlugin from './plugins/admin-console.js'
@@ -26,7 +29,8 @@ import authPlugin from './plugins/auth.js'
 import dbPlugin from './plugins/db.js'
 import docsPlugin from './plugins/docs.js'
 import limitsPlugin from './plugins/limits.js'
-import securityHeaders from './plugins/security-headers.js'
+import corsPlugin from './plugins/cors.js'
+import securityHeaders, { strictTransportSecurity } from './plugins/security-headers.js'
 import usersRoutes from './users/users.routes.js'
 
 declare module 'fastify' {
@@ -125,6 +129,8 @@ function serverTimeoutOptions (config: Config) {
 
 /** The composition root: opens the database (migrating it), then registers plugins and routes. No listen. */
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const hsts = strictTransportSecurity(config)
+  const frameworkErrorHeaders = { 'x-content-type-options': 'nosniff', 'cache-control': 'no-store', ...(hsts && { 'strict-transport-security': hsts }) }
   const app = Fastify({
     logger: overrides.logger ?? loggerOptions(config),
     bodyLimit: config.bodyLimit,
@@ -139,7 +145,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
       const detail = error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? 'A path segment is too long'
         : error.code === 'FST_ERR_BAD_URL' ? 'The URL is malformed (invalid percent-encoding)' : 'Bad request'
-      return (reply as FastifyReply).code(400).headers({ 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' }).send({ detail })
+      return (reply as FastifyReply).code(400).headers(frameworkErrorHeaders).send({ detail })
     },
     return503OnClosing: true,
     // Not trusted blindly (requestIdHeader: false): requestIdFor keeps a sane X-Request-Id only.
@@ -156,6 +162,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   registerErrorHandler(app)
 
   const now = overrides.now ?? Date.now
+  // Before the database opens: a bad MAIL_TEMPLATES_DIR stops the start with nothing to clean up.
+  const templates = loadTemplates(config.mail.templatesDir)
   const db = overrides.db ?? createDb(config.database, { timeoutMs: config.dbTimeoutMs, poolSize: config.dbPoolSize })
   try {
     await migrateToLatest(db)
@@ -165,12 +173,22 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   }
   const { secret, source, path } = resolveJwtSecret(config)
   if (source === 'created') app.log.warn({ path }, 'JWT_SECRET not set: generated a 256-bit secret and saved it (owner-only) for later starts')
+  // Files we create are owner-only; older ones (or an operator's) may not be: say so, change nothing.
+  const { database } = config
+  const readable = readableDataFilesWarning([
+    ...(database.dialect === 'sqlite' && database.location !== ':memory:' ? sqliteFiles(database.location) : []),
+    ...(source === 'file' && path !== undefined ? [path] : [])
+  ])
+  if (readable !== undefined) app.log.warn({ files: readable.files }, readable.message)
 
   app.decorate('config', config)
   await app.register(dbPlugin, { db })
+  await app.register(requestIdPlugin)
+  // Not registered at all without CORS_ORIGINS: no hook on any request. Before the metrics plugin,
+  // whose /metrics it exempts, and after request-id, so a preflight's answer carries the id too.
+  if (config.corsOrigins.length > 0) await app.register(corsPlugin)
   const metrics = createMetrics()
   await app.register(metricsPlugin, { metrics })
-  await app.register(requestIdPlugin)
   await app.register(authPlugin, {
     tokens: createTokens({ secret, issuer: config.jwtIssuer, audience: config.jwtAudience, ttl: config.accessTokenTtl, now }),
     passwords: overrides.passwords ?? await createPasswords(config.hashConcurrency, config.hashQueueLimit,
@@ -178,7 +196,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     now
   })
   await app.register(limitsPlugin)
-  await app.register(emailPlugin, { key: linkKey(secret) })
+  await app.register(emailPlugin, { key: linkKey(secret), templates })
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
   if (config.adminConsole) await app.register(adminConsolePlugin)
@@ -188,6 +206,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(sessionsRoutes)
   await app.register(usersRoutes)
   await app.register(accountRoutes)
+  await app.register(accountPages)
   await app.register(dataExportRoutes)
   await app.register(adminRoutes)
   await app.register(auditRoutes)

@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline'
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { parseArgs } from 'node:util'
@@ -8,9 +8,11 @@ import { recordAuditEvent } from './audit/audit.queries.js'
 import { createPasswords } from './auth/passwords.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { classifyDbError, createDb, type Db } from './db/database.js'
+import { createOwnerOnlyFile } from './db/file-modes.js'
 import { isSchemaCurrent, LATEST_MIGRATION, migrateToLatest } from './db/migrate.js'
 import { AppError } from './errors.js'
 import { describeImportReport, importFastapiUsers, ImportSourceError, readFastapiUsers } from './import/fastapi.js'
+import { countByStatus, listUndelivered, requeueDead } from './email/outbox.queries.js'
 import { emailProblem } from './users/email-format.js'
 import { normalizeEmail, normalizeUsername, passwordProblem, USERNAME_MAX_LENGTH, usernameProblem } from './users/identity.js'
 import { findTaken, findUserByEmail, insertUser, setUserRole } from './users/users.queries.js'
@@ -36,6 +38,7 @@ Commands:
   create-admin --promote --email E          Make an existing account an admin
   import-fastapi --from SOURCE [--dry-run]  Import the FastAPI app's users (keeps ids and password hashes)
   backup --to FILE                          Copy the SQLite database to FILE while the server runs
+  outbox [retry]                            List emails waiting or given up on; retry requeues the dead ones
 
 Run npm run cli -- <command> --help for a command's details.`
 
@@ -44,7 +47,9 @@ type Values = Record<string, string | boolean | undefined>
 interface Command {
   usage: string
   options: Record<string, { type: 'string' | 'boolean' }>
-  run: (values: Values, config: Config) => Promise<number>
+  /** Words the command takes after its name (a sub-command); none when absent. */
+  positionals?: string[]
+  run: (values: Values, config: Config, positionals: string[]) => Promise<number>
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -104,8 +109,9 @@ Options:
     usage: `Usage: npm run cli -- backup --to FILE
 
 Writes a consistent copy of the SQLite database to FILE (SQLite's online backup: the server may
-keep running and writing). FILE must not exist yet. To restore: stop the server, put the copy in
-place of the database file, delete the -wal and -shm files next to it, start the server.
+keep running and writing), readable by its owner only (mode 0600). FILE must not exist yet.
+To restore: stop the server, put the copy in place of the database file, delete the -wal and
+-shm files next to it, start the server.
 
 For PostgreSQL use pg_dump (see the README's Deploying section).
 
@@ -113,6 +119,23 @@ Options:
   --to FILE   where to write the copy`,
     options: { to: { type: 'string' } },
     run: backup
+  },
+  outbox: {
+    usage: `Usage: npm run cli -- outbox [--limit N]
+       npm run cli -- outbox retry
+
+Emails wait in the outbox (a table of the database) until a server process sends them; failed
+deliveries are retried with a growing delay, and after MAIL_MAX_ATTEMPTS a row is dead.
+
+  outbox         lists the pending and dead rows, oldest first, with their last error
+  outbox retry   puts every dead row back in the queue with a fresh count (fix the mail
+                 server first); a running server sends them within MAIL_POLL_INTERVAL
+
+Options:
+  --limit N   rows to list (default 50)`,
+    options: { limit: { type: 'string' } },
+    positionals: ['retry'],
+    run: outbox
   }
 }
 
@@ -310,10 +333,44 @@ async function backup (values: Values, config: Config): Promise<number> {
   if (database.location === ':memory:') throw new CliError('backup: an in-memory database has nothing to copy')
   if (!existsSync(database.location)) throw new CliError(`backup: no database at ${database.location}`)
   const destination = resolve(to)
-  if (existsSync(destination)) throw new CliError(`backup: ${destination} exists already; choose a new file (nothing was written)`)
+  const exists = () => new CliError(`backup: ${destination} exists already; choose a new file (nothing was written)`)
+  if (existsSync(destination)) throw exists()
   return withDb(config, async (db) => {
-    const { totalPages } = await db.sqlite!.backup(destination)
-    out(`Copied ${database.display} to ${destination} (${totalPages} pages).`)
+    // The copy holds every email and password hash: owner-only (0600) from its first byte, as the database is.
+    try {
+      createOwnerOnlyFile(destination)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw exists()
+      throw new CliError(`backup: cannot create ${destination}: ${(error as Error).message}`)
+    }
+    try {
+      const { totalPages } = await db.sqlite!.backup(destination)
+      out(`Copied ${database.display} to ${destination} (${totalPages} pages, mode 0600).`)
+      return 0
+    } catch (error) {
+      rmSync(destination, { force: true })
+      throw error
+    }
+  })
+}
+
+async function outbox (values: Values, config: Config, positionals: string[]): Promise<number> {
+  const limit = values.limit === undefined ? 50 : Number(values.limit)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10000) throw new CliError('outbox: --limit must be a whole number from 1 to 10000')
+  return withDb(config, async (db) => {
+    if (!await isSchemaCurrent(db)) throw new CliError('The database is not migrated yet: run npm run cli -- migrate (or start the server) first')
+    if (positionals[0] === 'retry') {
+      const requeued = await requeueDead(db.kysely, new Date().toISOString())
+      out(requeued === 0 ? 'No dead emails; nothing to retry.' : `Requeued ${requeued} dead email${requeued === 1 ? '' : 's'}; a running server sends them within MAIL_POLL_INTERVAL (${config.mail.pollInterval} s).`)
+      return 0
+    }
+    const counts = await countByStatus(db.kysely)
+    out(`Outbox: ${counts.pending} pending, ${counts.dead} dead`)
+    for (const row of await listUndelivered(db.kysely, limit)) {
+      const when = row.status === 'dead' ? 'gave up' : `next attempt ${row.next_attempt_at}`
+      out(`#${row.id} ${row.status} ${row.purpose} to ${row.recipient}, queued ${row.created_at}, ${row.attempts} attempt${row.attempts === 1 ? '' : 's'}, ${when}${row.last_error ? `; last error: ${row.last_error}` : ''}`)
+    }
+    if (counts.dead > 0) out('Fix the mail server (SMTP_URL), then run: npm run cli -- outbox retry')
     return 0
   })
 }
@@ -354,8 +411,14 @@ async function main (argv: string[]): Promise<number> {
   }
   if (name === 'create-admin') refusePasswordArgument(args)
   let values: Values
+  let positionals: string[] = []
   try {
-    values = parseArgs({ args, options: command.options, strict: true, allowPositionals: false }).values
+    const parsed = parseArgs({ args, options: command.options, strict: true, allowPositionals: command.positionals !== undefined })
+    values = parsed.values
+    positionals = parsed.positionals
+    if (positionals.length > 1 || positionals.some((word) => !command.positionals!.includes(word))) {
+      throw Object.assign(new Error(`${name} takes ${command.positionals!.map((word) => `"${word}"`).join(' or ')} after its name, nothing else`), { code: 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL_SUB' })
+    }
   } catch (error) {
     // Not the parser's message for a stray argument: it would echo it, and it may be a password.
     const detail = (error as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL'
@@ -364,7 +427,7 @@ async function main (argv: string[]): Promise<number> {
     throw new CliError(`${detail}. Run npm run cli -- ${name} --help for its options.`)
   }
   const config = loadConfig(process.env)
-  return command.run(values, config)
+  return command.run(values, config, positionals)
 }
 
 try {

@@ -92,6 +92,12 @@ export interface Config {
   /** Lifetime of the link in an invitation (an account an administrator created), seconds. */
   inviteTokenTtl: number
   mail: MailConfig
+  /** Browser origins (scheme://host[:port]) allowed to call the API; empty: no CORS headers at all. */
+  corsOrigins: string[]
+  /** Seconds a browser may cache a preflight answer (Access-Control-Max-Age). */
+  corsMaxAge: number
+  /** Strict-Transport-Security max-age in seconds, sent only when publicUrl is https://. */
+  hstsMaxAge: number
 }
 
 export type EmailVerificationMode = 'off' | 'optional' | 'required'
@@ -323,6 +329,33 @@ function redisUrl (env: Env): string | undefined {
   return raw
 }
 
+/**
+ * CORS_ORIGINS: comma-separated exact origins. A browser sends the Origin header as scheme, host
+ * and port only (host in lower case, no default port), so each entry is normalised to that form
+ * and compared exactly: no wildcards, no paths, no "null" (sandboxed frames and local files all
+ * send it, so allowing it would allow any page).
+ */
+function corsOrigins (env: Env): string[] {
+  const entries = (env.CORS_ORIGINS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  const origins = new Set<string>()
+  for (const entry of entries) {
+    const refuse = (why: string) => new ConfigError('CORS_ORIGINS', `must list exact origins separated by commas, such as https://app.example.com,http://localhost:5173; "${entry}" ${why}`)
+    if (entry.includes('*')) throw refuse('is a wildcard: list each origin')
+    if (entry.toLowerCase() === 'null') throw refuse('would let any sandboxed frame or local file call the API')
+    let url: URL
+    try {
+      url = new URL(entry)
+    } catch {
+      throw refuse('is not an origin (write it with its scheme: https://host[:port])')
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not an http:// or https:// origin')
+    if (url.username !== '' || url.password !== '') throw refuse('carries a user name or password')
+    if (url.pathname !== '/' || /[?#]/.test(entry)) throw refuse('has a path, query or fragment: an origin is scheme, host and port only')
+    origins.add(url.origin)
+  }
+  return [...origins]
+}
+
 /** Validates the environment into a Config. Pure: the server passes process.env, tests pass an object. */
 export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const dataDir = resolve(cwd, env.DATA_DIR?.trim() || 'data')
@@ -393,7 +426,11 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     resetTokenTtl: parseDuration(env, 'RESET_TOKEN_TTL', 3600, 60),
     verifyTokenTtl: parseDuration(env, 'VERIFY_TOKEN_TTL', 24 * 3600, 60),
     inviteTokenTtl: parseDuration(env, 'INVITE_TOKEN_TTL', 72 * 3600, 60),
-    mail: mailConfig(env, appName, cwd)
+    mail: mailConfig(env, appName, cwd),
+    corsOrigins: corsOrigins(env),
+    // Chromium caps a preflight's cache at 2 hours, so a longer default would change nothing there.
+    corsMaxAge: parseDuration(env, 'CORS_MAX_AGE', 2 * 3600, 0),
+    hstsMaxAge: parseDuration(env, 'HSTS_MAX_AGE', 365 * 86400, 0)
   }
 }
 

@@ -71,5 +71,16 @@ async function serve (config: Config): Promise<void> {
   await app.listen({ host: config.host, port: config.port })
 }
 
-if (config.workers > 1 && cluster.isPrimary) runPrimary(config)
-else await serve(config)
+if (config.workers > 1 && cluster.isPrimary) {
+  runPrimary(config)
+} else {
+  try {
+    await serve(config)
+  } catch (error) {
+    // A setting only checked while the app is built (a secret file, a template folder): its
+    // message, not a stack trace.
+    if (!(error instanceof ConfigError)) throw error
+    console.error(error.message)
+    process.exit(1)
+  }
+}

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs'
+import { after, before } from 'node:test'
 import { chromium, type Browser } from 'playwright-core'
 
 // Debian's Chromium, driven by playwright-core; nothing here downloads a browser. `.ci/run`
@@ -32,4 +33,24 @@ export async function launchBrowser (t: After): Promise<Browser> {
     await browser.close()
   })
   return browser
+}
+
+/**
+ * One browser for the tests of a describe block (a launch takes a second or two). Call in the
+ * describe body; the returned function gives the browser inside tests. Give each test its own
+ * `browser.newContext()` so that no storage leaks from one to the next.
+ */
+export function useSuiteBrowser (): () => Browser {
+  const cleanups: Array<() => Promise<void> | void> = []
+  let browser: Browser | undefined
+  before(async () => {
+    browser = await launchBrowser({ after: (fn) => { cleanups.push(fn) } })
+  })
+  after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup()
+  })
+  return () => {
+    if (browser === undefined) throw new Error('useSuiteBrowser: the browser is launched in a before hook; use it inside tests')
+    return browser
+  }
 }

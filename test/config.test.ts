@@ -94,6 +94,58 @@ describe('loadConfig', () => {
     })
   })
 
+  describe('PUBLIC_URL', () => {
+    it('defaults to http://HOST:PORT (a wildcard HOST as localhost, IPv6 hosts in brackets)', () => {
+      assert.equal(loadConfig({}, CWD).publicUrl, 'http://127.0.0.1:8000')
+      assert.equal(loadConfig({ HOST: '0.0.0.0', PORT: '9000' }, CWD).publicUrl, 'http://localhost:9000')
+      assert.equal(loadConfig({ HOST: '::1' }, CWD).publicUrl, 'http://[::1]:8000')
+    })
+
+    it('keeps an origin with an optional path prefix, without the trailing slash', () => {
+      assert.equal(loadConfig({ PUBLIC_URL: 'https://accounts.example.com' }, CWD).publicUrl, 'https://accounts.example.com')
+      assert.equal(loadConfig({ PUBLIC_URL: 'https://accounts.example.com/' }, CWD).publicUrl, 'https://accounts.example.com')
+      assert.equal(loadConfig({ PUBLIC_URL: 'HTTPS://Example.COM:443/auth/api/' }, CWD).publicUrl, 'https://example.com/auth/api')
+      assert.equal(loadConfig({ PUBLIC_URL: 'http://localhost:8000' }, CWD).publicUrl, 'http://localhost:8000')
+    })
+
+    it('refuses what is not an http(s) URL, or carries credentials, a query or a fragment', () => {
+      for (const value of ['accounts.example.com', 'ftp://example.com', 'https://', 'https://user:pw@example.com', 'https://example.com/?a=1', 'https://example.com/#x']) {
+        assertRefused({ PUBLIC_URL: value }, 'PUBLIC_URL')
+      }
+    })
+  })
+
+  describe('CORS_ORIGINS', () => {
+    it('is empty by default and when blank', () => {
+      assert.deepEqual(loadConfig({}, CWD).corsOrigins, [])
+      assert.deepEqual(loadConfig({ CORS_ORIGINS: ' , ' }, CWD).corsOrigins, [])
+    })
+
+    it('takes exact origins, normalised as browsers send them (lower-case host, no default port), without duplicates', () => {
+      const config = loadConfig({ CORS_ORIGINS: 'https://App.Example.com, http://localhost:5173,https://app.example.com:443,http://[::1]:3000/' }, CWD)
+      assert.deepEqual(config.corsOrigins, ['https://app.example.com', 'http://localhost:5173', 'http://[::1]:3000'])
+    })
+
+    it('refuses wildcards, paths, other schemes, bare hosts, credentials and the "null" origin, naming the entry', () => {
+      for (const value of ['*', 'https://*.example.com', 'https://app.example.com/app', 'https://app.example.com?x=1', 'ftp://files.example.com',
+        'app.example.com', 'localhost:3000', 'https://user:pw@app.example.com', 'null', 'https://ok.example.com,https://bad.example.com/path']) {
+        assertRefused({ CORS_ORIGINS: value }, 'CORS_ORIGINS')
+      }
+      assert.throws(() => loadConfig({ CORS_ORIGINS: 'https://ok.example.com,https://bad.example.com/path' }, CWD), /"https:\/\/bad\.example\.com\/path" has a path/)
+    })
+
+    it('reads CORS_MAX_AGE (default 2 hours) and HSTS_MAX_AGE (default one year) as durations, 0 allowed', () => {
+      const defaults = loadConfig({}, CWD)
+      assert.equal(defaults.corsMaxAge, 7200)
+      assert.equal(defaults.hstsMaxAge, 365 * 86400)
+      const set = loadConfig({ CORS_MAX_AGE: '10m', HSTS_MAX_AGE: '0' }, CWD)
+      assert.equal(set.corsMaxAge, 600)
+      assert.equal(set.hstsMaxAge, 0)
+      assertRefused({ CORS_MAX_AGE: 'long' }, 'CORS_MAX_AGE')
+      assertRefused({ HSTS_MAX_AGE: '-1' }, 'HSTS_MAX_AGE')
+    })
+  })
+
   describe('bad values fail at start with a message naming the variable', () => {
     it('refuses a PORT that is not a port number', () => {
       assertRefused({ PORT: 'abc' }, 'PORT')

@@ -156,13 +156,15 @@ export function authed (app: FastifyInstance, token: string, options: InjectOpti
 /**
  * One app (and database) shared by the tests of a describe block, for suites whose tests each
  * make their own users and so do not disturb one another: saves a database per test. Call in
- * the describe body; the returned function gives the app inside tests.
+ * the describe body; the returned function gives the app inside tests. Pass a function for
+ * options that depend on earlier before hooks.
  */
-export function useSuiteApp (options: TestAppOptions): () => TestApp {
+export function useSuiteApp (options: TestAppOptions | (() => TestAppOptions)): () => TestApp {
   const cleanups: Array<() => Promise<void>> = []
   let testApp: TestApp | undefined
   before(async () => {
-    testApp = await buildTestApp({ after: (fn: () => Promise<void>) => { cleanups.push(fn) } }, options)
+    // A function: options known only once earlier before hooks ran (a mail server's port).
+    testApp = await buildTestApp({ after: (fn: () => Promise<void>) => { cleanups.push(fn) } }, typeof options === 'function' ? options() : options)
   })
   after(async () => {
     for (const cleanup of cleanups.reverse()) await cleanup()

@@ -57,6 +57,7 @@ async function usableToken (app: FastifyInstance, token: string, purposes: reado
 const accountRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { config } = app
   const policy = { minLength: config.passwordMinLength, maxLength: config.passwordMaxLength }
+  // Per client address and endpoint, like the login and signup limits.
   const linkLimit = { rateLimit: app.ipLimit(config.mail.ipLimit) }
 
   app.post('/users/password-reset/request', {

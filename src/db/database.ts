@@ -1,10 +1,9 @@
-import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
 import SQLite from 'better-sqlite3'
 import { Kysely, PostgresDialect, SqliteDialect, type Generated, type Insertable, type Selectable } from 'kysely'
 import { createRequire } from 'node:module'
 import type pg from 'pg'
 import type { DatabaseConfig, Dialect } from '../config.js'
+import { prepareSqliteFile } from './file-modes.js'
 
 export type Role = 'user' | 'admin'
 
@@ -179,7 +178,8 @@ function loadPg (): typeof pg {
 export function createDb (database: DatabaseConfig, options: CreateDbOptions = {}): Db {
   const timeoutMs = options.timeoutMs ?? 5000
   if (database.dialect === 'sqlite') {
-    if (database.location !== ':memory:') mkdirSync(dirname(database.location), { recursive: true })
+    // Owner-only directory and file (and so -wal and -shm) when this creates them.
+    if (database.location !== ':memory:') prepareSqliteFile(database.location)
     const sqlite = new SQLite(database.location, { timeout: timeoutMs })
     sqlite.pragma('journal_mode = WAL')
     // FULL: an acknowledged write survives power loss, not only a process crash.

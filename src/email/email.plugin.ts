@@ -6,7 +6,7 @@ import { normalizeEmail } from '../users/identity.js'
 import { hashLinkToken, linkToken, newLinkSeed } from './links.js'
 import { createOutboxWorker } from './outbox-worker.js'
 import { countByStatus, countQueuedSince, insertOutboxRow, lockRecipient } from './outbox.queries.js'
-import { loadTemplates } from './templates.js'
+import type { Templates } from './templates.js'
 import { createTransport } from './transport.js'
 
 declare module 'fastify' {
@@ -54,12 +54,12 @@ const HOURLY_MAX = 5
 export interface EmailPluginOptions {
   /** The link key (see links.ts). */
   key: Buffer
+  templates: Templates
 }
 
 /** The outbox, its worker (started when the app is ready, stopped on close) and its metrics. */
-export default fp<EmailPluginOptions>(async (app, { key }) => {
+export default fp<EmailPluginOptions>(async (app, { key, templates }) => {
   const { config } = app
-  const templates = loadTemplates(config.mail.templatesDir)
   const transport = await createTransport(config.mail, app.log)
   if (transport.kind === 'log') app.log.warn('SMTP_URL is not set: emails are written to the log (info level), not sent')
   else app.log.info({ smtp: config.mail.smtpDisplay }, 'emails are sent over SMTP')

@@ -23,6 +23,10 @@ export interface Templates {
 }
 
 const plain = { escape: (value: unknown) => String(value) }
+// The five characters HTML needs escaped (Mustache's default also escapes / = and `, which
+// made every link in an href unreadable to a person looking at the source).
+const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }
+const html = { escape: (value: unknown) => String(value).replace(/[&<>"']/g, (ch) => HTML_ESCAPES[ch]) }
 
 /** Reads the templates once at start; a missing override folder or a template that does not parse stops the server. */
 export function loadTemplates (overrideDir: string | undefined): Templates {
@@ -52,7 +56,7 @@ export function loadTemplates (overrideDir: string | undefined): Templates {
       return {
         subject,
         text: Mustache.render(template.txt, view, {}, plain).trim() + '\n',
-        html: Mustache.render(layout, { ...view, subject }, { content: template.html })
+        html: Mustache.render(layout, { ...view, subject }, { content: template.html }, html)
       }
     }
   }
