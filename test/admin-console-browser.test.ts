@@ -510,6 +510,12 @@ for (const dialect of DIALECTS) {
       await page.getByLabel('Verification code').fill('12345')
       await page.getByRole('button', { name: 'Continue' }).click()
       await waitForText(page, '.error-summary', /The code is 6 digits/)
+      // A code from far outside the accepted window: the API's refusal, shown as it says it.
+      await page.getByLabel('Verification code').fill(totp(secret, step + 20))
+      await page.getByRole('button', { name: 'Continue' }).click()
+      const refusal = await waitForText(page, '.error-summary', /code/i)
+      assert.doesNotMatch(refusal, /6 digits/)
+      assert.equal(await page.getByTestId('signed-in-as').count(), 0)
       // The confirming code's step is used up: the next step's code is within the accepted skew.
       await page.getByLabel('Verification code').fill(totp(secret, step + 1))
       await page.getByRole('button', { name: 'Continue' }).click()
@@ -518,7 +524,7 @@ for (const dialect of DIALECTS) {
       await page.getByRole('button', { name: 'Sign out' }).click()
       await signIn(page, admin.email, admin.password)
       await page.getByRole('button', { name: 'Use a recovery code instead' }).click()
-      assert.equal(await page.evaluate(() => document.activeElement?.id), 'recovery-code')
+      await until(async () => await page.evaluate(() => document.activeElement?.id) === 'recovery-code', 'focus on the recovery code field')
       await page.getByLabel('Recovery code').fill(recoveryCodes[0])
       await page.getByRole('button', { name: 'Continue' }).click()
       await page.getByTestId('signed-in-as').filter({ hasText: admin.email }).waitFor()

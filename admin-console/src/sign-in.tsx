@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks'
+import { useEffect, useState } from 'preact/hooks'
 import { getMe, login, loginWithSecondFactor, logout, type Me, type MfaChallenge } from './api.js'
 import { Button, ErrorSummary, errorFor, Field, messageOf, PageHeading, type FieldError } from './ui.js'
 
@@ -114,7 +114,13 @@ function SecondFactorStep ({ challenge, admit, onRestart }: { challenge: MfaChal
   const [code, setCode] = useState('')
   const [errors, setErrors] = useState<FieldError[]>([])
   const [busy, setBusy] = useState(false)
+  const [switched, setSwitched] = useState(false)
   const field = useRecovery ? 'recovery-code' : 'code'
+
+  // The new field replaces the old one: keep keyboard users where they were heading.
+  useEffect(() => {
+    if (switched) document.getElementById(field)?.focus()
+  }, [useRecovery])
 
   if (!offersTotp && !offersRecovery) {
     return (
@@ -154,8 +160,7 @@ function SecondFactorStep ({ challenge, admit, onRestart }: { challenge: MfaChal
     setUseRecovery(!useRecovery)
     setCode('')
     setErrors([])
-    // The new field replaces the old one: keep keyboard users where they were heading.
-    setTimeout(() => document.getElementById(useRecovery ? 'code' : 'recovery-code')?.focus(), 0)
+    setSwitched(true)
   }
 
   return (
