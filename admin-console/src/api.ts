@@ -47,6 +47,8 @@ export interface Session {
   expires_at: string
   user_agent: string | null
   ip: string | null
+  /** The session this console is signed in with (on your own page). */
+  current?: boolean
 }
 
 export interface AuditEvent {
