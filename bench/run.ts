@@ -21,6 +21,7 @@ import { failures, formatGoals, formatTable, rowJson } from './lib/report.js'
 import { mintTokens, seedSqlite } from './lib/seed.js'
 import { ROOT } from './lib/servers.js'
 import { ensureWrk } from './lib/wrk.js'
+import { adminDirectory } from './scenarios/admin-directory.js'
 import { ceiling } from './scenarios/ceiling.js'
 import { fastapi, FASTAPI_PACKAGES } from './scenarios/fastapi.js'
 import { flood } from './scenarios/flood.js'
@@ -39,7 +40,7 @@ import { workers } from './scenarios/workers.js'
  * In the order they run: a scenario may compare itself with the rows of those before it (the
  * ceiling and the lean route first, get before the scenarios that use its rate).
  */
-const SCENARIOS: Scenario[] = [ceiling, lean, leanFastify, get, rate, workers, login, signup, flood, soak, scale, pg, fastapi]
+const SCENARIOS: Scenario[] = [ceiling, lean, leanFastify, get, rate, workers, login, signup, flood, soak, scale, pg, adminDirectory, fastapi]
 
 const RESULTS = join(ROOT, 'bench/results')
 
@@ -78,7 +79,8 @@ if (args.help) {
   --threads N         wrk threads (default 1)
   --users N           users seeded into the database (default 10000)
   --tokens N          distinct sessions/tokens the GET load cycles through (default 10000)
-  --scale N           also seed N users (e.g. 1000000) and compare GET with the --users figure
+  --scale N           also seed N users (e.g. 1000000): GET compared with the --users figure, and the admin
+                      directory's queries (admin-directory; PostgreSQL too with BENCH_DATABASE_URL)
   --soak S            also run GET for S seconds and compare RSS in the first and last minute
   --fastapi           also measure bench/fastapi-reference (our rebuild of the FastAPI app) the same way;
                       needs /usr/bin/python3 with fastapi, uvicorn, sqlalchemy, passlib, bcrypt, jwt, email-validator

@@ -13,7 +13,7 @@ import { selectAdminUsers } from './admin.queries.js'
 // How a page is read (the plans are checked by test/admin-directory-plans.test.ts):
 // 1. Candidates: the ids of up to TOTAL_CAP + 1 matching users, in no order, through whichever
 //    index suits the filter (email/username ranges for a prefix, role, status, ...). Their count
-//    is `total`. No filter: a count of the table (SQLite) or the catalog's estimate (PostgreSQL).
+//    is `total`. No filter: the count SQLite's triggers keep, or the catalog's estimate (PostgreSQL).
 // 2. The page, one of two ways, whichever reads fewer rows:
 //    - few candidates: read those rows by id and sort them;
 //    - many: walk the sort key's index from the cursor and keep the rows that match. A dense
@@ -171,22 +171,24 @@ export interface Segment {
 export function segmentsAfter (dialect: Dialect, sort: SortKey, order: SortOrder, after: CursorPosition | undefined): Segment[] {
   const key = sortKey(dialect, sort)
   const id = sql.ref('users.id')
+  // Every segment is ordered by (key, id), even where the key is one value: that is the order of
+  // the key's index, so both databases read the index (ordered by id, SQLite would pick the
+  // primary key and filter, PostgreSQL too when the run of equal keys looks short).
   const full: Segment['order'] = [{ key: 'sort', direction: order }, { key: 'id', direction: order }]
-  const byId: Segment['order'] = [{ key: 'id', direction: order }]
   if (after === undefined) return [{ where: [], order: full }]
   const beyond = order === 'desc' ? '<' : '>'
   const nullable = sort === 'last_login_at'
   if (after.key === null) {
     if (!nullable) throw new Error('a null cursor key for a column that is never null')
-    const nulls: Segment = { where: [(eb) => eb(key, 'is', null), (eb) => eb(id, beyond, after.id)], order: byId }
+    const nulls: Segment = { where: [(eb) => eb(key, 'is', null), (eb) => eb(id, beyond, after.id)], order: full }
     return order === 'desc' ? [nulls] : [nulls, { where: [(eb) => eb(key, 'is not', null)], order: full }]
   }
   const value = after.key
   const segments: Segment[] = [
-    { where: [(eb) => eb(key, '=', value), (eb) => eb(id, beyond, after.id)], order: byId },
+    { where: [(eb) => eb(key, '=', value), (eb) => eb(id, beyond, after.id)], order: full },
     { where: [(eb) => eb(key, beyond, value)], order: full }
   ]
-  if (nullable && order === 'desc') segments.push({ where: [(eb) => eb(key, 'is', null)], order: byId })
+  if (nullable && order === 'desc') segments.push({ where: [(eb) => eb(key, 'is', null)], order: full })
   return segments
 }
 
@@ -254,13 +256,18 @@ export function walkThreshold (sort: SortKey, limit: number, users: number): num
   return Math.min(TOTAL_CAP, Math.ceil(Math.sqrt((limit + 1) * Math.max(1, users) * walkCost)))
 }
 
-/** Counts every user: exactly on SQLite, from the catalog on PostgreSQL once the table is large. */
+/**
+ * Every user: on SQLite the count its triggers keep (exact, one row), on PostgreSQL the catalog's
+ * estimate once the table is large (counting a million rows there takes longer than the page).
+ */
 async function countAll (db: Kysely<Database>, dialect: Dialect): Promise<{ total: number, exact: boolean }> {
-  if (dialect === 'postgres') {
-    const { rows } = await sql<{ estimate: number }>`select reltuples::int8 as estimate from pg_class where oid = 'users'::regclass`.execute(db)
-    const estimate = Number(rows[0]?.estimate ?? -1)
-    if (estimate >= TOTAL_CAP) return { total: Math.round(estimate), exact: false }
+  if (dialect === 'sqlite') {
+    const row = await db.selectFrom('users_count').select('n').executeTakeFirstOrThrow()
+    return { total: Number(row.n), exact: true }
   }
+  const { rows } = await sql<{ estimate: number }>`select reltuples::int8 as estimate from pg_class where oid = 'users'::regclass`.execute(db)
+  const estimate = Number(rows[0]?.estimate ?? -1)
+  if (estimate >= TOTAL_CAP) return { total: Math.round(estimate), exact: false }
   const row = await db.selectFrom('users').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()
   return { total: Number(row.n), exact: true }
 }

@@ -120,8 +120,14 @@ export interface EmailOutboxTable {
   sent_at: string | null
 }
 
+/** SQLite only: the number of users, kept by triggers (see migration 004). */
+export interface UsersCountTable {
+  n: number
+}
+
 export interface Database {
   users: UserTable
+  users_count: UsersCountTable
   account_tokens: AccountTokenTable
   email_outbox: EmailOutboxTable
   sessions: SessionTable

@@ -41,9 +41,22 @@ export async function up (db: Kysely<unknown>, dialect: 'sqlite' | 'postgres'): 
     }
   }
   // Filters that are usually rare (admins, suspended accounts, unverified or verified emails).
+  // With suspended_until, the status filter (which must tell a suspension in force from one
+  // that ran out) reads the index alone.
   await db.schema.createIndex('users_role_idx').on('users').column('role').execute()
-  await db.schema.createIndex('users_status_idx').on('users').column('status').execute()
+  await db.schema.createIndex('users_status_idx').on('users').columns(['status', 'suspended_until']).execute()
   await db.schema.createIndex('users_email_verified_idx').on('users').column('email_verified_at').execute()
+
+  if (dialect === 'sqlite') {
+    // The directory's unfiltered total, exact and without counting a million index entries on
+    // every page: a count kept by triggers in the transaction of each insert and delete. SQLite
+    // runs one writer at a time, so the single row costs no concurrency. (PostgreSQL reads the
+    // catalog's estimate instead: one row there would serialise every signup.)
+    await db.schema.createTable('users_count').addColumn('n', 'integer', (col) => col.notNull()).execute()
+    await sql`INSERT INTO users_count (n) SELECT count(*) FROM users`.execute(db)
+    await sql`CREATE TRIGGER users_count_insert AFTER INSERT ON users BEGIN UPDATE users_count SET n = n + 1; END`.execute(db)
+    await sql`CREATE TRIGGER users_count_delete AFTER DELETE ON users BEGIN UPDATE users_count SET n = n - 1; END`.execute(db)
+  }
 
   // Audit: the reason an administrator gave, and the username/email of an account, copied onto
   // its events when it is deleted (events outlive accounts; the snapshot says whose they were).
@@ -73,6 +86,9 @@ async function ensureTrigramExtension (db: Kysely<unknown>): Promise<boolean> {
 }
 
 export async function down (db: Kysely<unknown>): Promise<void> {
+  await sql`DROP TRIGGER IF EXISTS users_count_insert`.execute(db)
+  await sql`DROP TRIGGER IF EXISTS users_count_delete`.execute(db)
+  await db.schema.dropTable('users_count').ifExists().execute()
   for (const column of ['target_email', 'target_username', 'reason']) {
     await db.schema.alterTable('audit_events').dropColumn(column).execute()
   }
