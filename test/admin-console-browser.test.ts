@@ -94,14 +94,17 @@ async function searchFor (page: Page, text: string, expectedCount: RegExp): Prom
   await waitForText(page, '[data-testid=result-count]', expectedCount)
 }
 
-/** Users straight into the database (one password hash for all): a directory to page through. */
+/**
+ * Users straight into the database (one password hash for all): a directory to page through.
+ * Created oldest first, so the default order (newest first) is not the usernames' order.
+ */
 async function seedUsers (app: FastifyInstance, prefix: string, count: number): Promise<string[]> {
   const hashed = await app.passwords.hash(PASSWORD)
   const names: string[] = []
   for (let i = 0; i < count; i++) {
     const username = `${prefix}${String(i).padStart(3, '0')}`
     const email = `${username}@example.com`
-    const now = new Date(Date.now() - i * 1000).toISOString()
+    const now = new Date(Date.now() - (count - i) * 1000).toISOString()
     await insertUser(app.db.kysely, {
       username, username_normalized: normalizeUsername(username), email, email_normalized: normalizeEmail(email),
       hashed_password: hashed, role: 'user', created_at: now, updated_at: now, email_verified_at: null, pending_email: null
@@ -175,7 +178,7 @@ for (const dialect of DIALECTS) {
       const { page } = consolePage
       await signIn(page, admin.email, 'not the password')
       await waitForText(page, '.error-summary', /Incorrect email or password/)
-      assert.equal(await page.evaluate(() => document.activeElement?.className), 'error-summary')
+      await until(async () => await page.evaluate(() => document.activeElement?.className) === 'error-summary', 'focus on the error summary')
       assert.equal(await page.getByTestId('signed-in-as').count(), 0)
       assertClean(consolePage)
     })
@@ -427,7 +430,7 @@ for (const dialect of DIALECTS) {
       await assertFocusVisible()
       await page.keyboard.press('Enter')
       await page.getByRole('heading', { name: target.username, level: 1 }).waitFor()
-      assert.equal(await page.evaluate(() => document.activeElement?.tagName), 'H1', 'the new screen\'s heading takes focus')
+      await until(async () => await page.evaluate(() => document.activeElement?.tagName) === 'H1', 'the new screen\'s heading to take focus')
 
       await tabTo('#suspend-reason')
       await assertFocusVisible()
@@ -472,9 +475,12 @@ for (const dialect of DIALECTS) {
       const baseUrl = await listen(app)
       const browser = await launchBrowser(t)
       const admin = await createUser(app, { admin: true })
+      await signup(app)
       const consolePage = await openConsole(browser, baseUrl)
       const { page } = consolePage
       await signInAsAdmin(page, admin)
+      // Two users before the search, one after: the count changes only once the search answered.
+      await waitForText(page, '[data-testid=result-count]', /^2 users/)
       await page.waitForTimeout(2_500)
       await searchFor(page, admin.email, /^1 user\b/)
       const refreshes = await app.db.kysely.selectFrom('audit_events').select('id').where('type', '=', 'refresh').where('user_id', '=', admin.id).execute()

@@ -189,6 +189,7 @@ export function Directory ({ params }: { params: URLSearchParams }) {
               ? <NoResults filtered={isFiltered(form)} />
               : <UserTable users={result.users} sort={sort} onSort={sortBy} />}
             <Pagination
+              busy={loading}
               page={pageIndex >= 0 ? pageIndex + 1 : undefined}
               hasPrevious={pageIndex > 0}
               hasNext={result.next_cursor !== null}
@@ -396,6 +397,8 @@ export function isSuspended (user: AdminUser): boolean {
 }
 
 interface PaginationProps {
+  /** A new page or sort is loading: the cursor on screen belongs to the old one. */
+  busy: boolean
   page?: number
   hasPrevious: boolean
   hasNext: boolean
@@ -404,16 +407,16 @@ interface PaginationProps {
   onNext: () => void
 }
 
-function Pagination ({ page, hasPrevious, hasNext, onFirst, onPrevious, onNext }: PaginationProps) {
+function Pagination ({ busy, page, hasPrevious, hasNext, onFirst, onPrevious, onNext }: PaginationProps) {
   if (!hasPrevious && !hasNext && onFirst === undefined) return null
   // Keyed: without keys Preact would turn the focused "Next" button into "Previous" on the
   // last page, and a second Enter would go back. A button that goes away hands focus to the count.
   return (
     <nav class="pagination" aria-label="Pages of results">
-      {onFirst && !hasPrevious && <Button key="first" variant="secondary" onClick={onFirst}>First page</Button>}
-      {hasPrevious && <Button key="previous" variant="secondary" onClick={onPrevious}>‹ Previous page</Button>}
+      {onFirst && !hasPrevious && <Button key="first" variant="secondary" busy={busy} onClick={onFirst}>First page</Button>}
+      {hasPrevious && <Button key="previous" variant="secondary" busy={busy} onClick={onPrevious}>‹ Previous page</Button>}
       {page !== undefined && <span key="page" class="pagination__page" aria-current="page">Page {page}</span>}
-      {hasNext && <Button key="next" variant="secondary" onClick={onNext}>Next page ›</Button>}
+      {hasNext && <Button key="next" variant="secondary" busy={busy} onClick={onNext}>Next page ›</Button>}
     </nav>
   )
 }
