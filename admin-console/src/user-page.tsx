@@ -449,14 +449,14 @@ function SessionsSection ({ user, sessions, onRevoked, onError }: { user: AdminU
                 <tbody>
                   {sessions.map((session) => (
                     <tr key={session.id}>
-                      <td title={session.user_agent ?? undefined}>
+                      <td class="table__device" title={session.user_agent ?? undefined}>
                         {describeUserAgent(session.user_agent)}
                         {session.current && <span class="table__note">This console</span>}
                       </td>
                       <td>{session.ip ?? '–'}</td>
-                      <td class="table__date"><When iso={session.created_at} /></td>
-                      <td class="table__date"><When iso={session.last_used_at} /></td>
-                      <td class="table__date"><When iso={session.expires_at} /></td>
+                      <td class="table__date table__date--wrap"><When iso={session.created_at} /></td>
+                      <td class="table__date table__date--wrap"><When iso={session.last_used_at} /></td>
+                      <td class="table__date table__date--wrap"><When iso={session.expires_at} /></td>
                     </tr>
                   ))}
                 </tbody>
