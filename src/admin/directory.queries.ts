@@ -11,18 +11,19 @@ import { selectAdminUsers } from './admin.queries.js'
 // however many users share a sort key and whoever signs up meanwhile.
 //
 // How a page is read (the plans are checked by test/admin-directory-plans.test.ts):
-// 1. Candidates: the ids of up to TOTAL_CAP + 1 matching users, in no order, through whichever
-//    index suits the filter (email/username ranges for a prefix, role, status, ...). Their count
-//    is `total`. No filter: the count SQLite's triggers keep, or the catalog's estimate (PostgreSQL).
-// 2. The page, one of two ways, whichever reads fewer rows:
-//    - few candidates: read those rows by id and sort them;
-//    - many: walk the sort key's index from the cursor and keep the rows that match. A dense
-//      filter matches often, so a page is found after a few rows.
-//    The walk is cut in segments at the cursor: (key = v and id after i), then (key after v), then
-//    (key is null) for the last login. Each is an index seek on both databases; a single
-//    (key, id) > (v, i) comparison is not one in SQLite, which would scan a long run of equal keys.
-//    SQLite's planner would take a filter's index for a dense filter and sort a million rows: in
-//    the walk, filters are written `+column` (a no-op that keeps SQLite off their indexes).
+// - `total`: the matching users counted up to TOTAL_CAP + 1, through whichever index suits the
+//   filter (email/username ranges for a prefix, role, status, ...). No filter: the count SQLite's
+//   triggers keep, or the catalog's estimate (PostgreSQL).
+// - The page walks from the cursor in segments: (key = v and id after i), then (key after v),
+//   then (key is null) for the last login. Each is an index seek on both databases; a single
+//   (key, id) > (v, i) comparison is not one in SQLite, which would scan a long run of equal keys.
+// - PostgreSQL's planner then picks, for each segment, between walking the sort key's index and
+//   keeping the rows that match, or reading the matches through the filter's index and sorting
+//   them; its statistics make that choice well. SQLite's planner does not (at a million users it
+//   took the role index for role=user and sorted every row: 2.7 s), so there the choice is ours:
+//   the count's query returns the matching ids (SQLite reads them in process, at no transfer
+//   cost), and below walkThreshold those few rows are read by id and sorted; above it the walk
+//   writes every filter column `+column` (a no-op that keeps SQLite off its index).
 
 export type SortKey = 'created_at' | 'email' | 'username' | 'last_login_at'
 export type SortOrder = 'asc' | 'desc'
@@ -151,12 +152,20 @@ export function hasFilter (filter: DirectoryFilter): boolean {
     filter.emailVerified !== undefined || filter.createdFrom !== undefined || filter.createdBefore !== undefined
 }
 
-/** Step 1: ids of up to TOTAL_CAP + 1 matching users, in no order. */
+/** SQLite: the ids of up to TOTAL_CAP + 1 matching users, in no order (their number is the total). */
 export function candidatesQuery (db: Kysely<Database>, dialect: Dialect, filter: DirectoryFilter, now: string) {
   const condition = filterCondition(dialect, filter, now)
   let query = db.selectFrom('users').select('users.id').limit(TOTAL_CAP + 1)
   if (condition !== undefined) query = query.where(condition)
   return query
+}
+
+/** PostgreSQL: how many users match, counted up to TOTAL_CAP + 1. */
+export function cappedCountQuery (db: Kysely<Database>, dialect: Dialect, filter: DirectoryFilter, now: string) {
+  const condition = filterCondition(dialect, filter, now)
+  let matching = db.selectFrom('users').select(sql<number>`1`.as('one')).limit(TOTAL_CAP + 1)
+  if (condition !== undefined) matching = matching.where(condition)
+  return db.selectFrom(matching.as('matching')).select((eb) => eb.fn.countAll<number>().as('n'))
 }
 
 export interface Segment {
@@ -211,21 +220,19 @@ function orderTerms (dialect: Dialect, sort: SortKey, order: Segment['order']): 
   })
 }
 
-/** Step 2, few candidates: their rows after the cursor, sorted. */
-export function pageByIdsQuery (db: Kysely<Database>, dialect: Dialect, query: DirectoryQuery, ids: number[], now: string) {
+/** SQLite, few candidates: their rows after the cursor, read by id and sorted. */
+export function pageByIdsQuery (db: Kysely<Database>, query: DirectoryQuery, ids: number[], now: string) {
+  const dialect = 'sqlite'
   const segments = segmentsAfter(dialect, query.sort, query.order, query.after)
-  const inIds = dialect === 'postgres'
-    ? sql<SqlBool>`${sql.ref('users.id')} = any(${ids}::int4[])`
-    : sql<SqlBool>`${sql.ref('users.id')} in (select value from json_each(${JSON.stringify(ids)}))`
   let base = pageSelect(db, dialect, query.sort, now)
-    .where(inIds)
+    .where(sql<SqlBool>`${sql.ref('users.id')} in (select value from json_each(${JSON.stringify(ids)}))`)
     .where((eb) => eb.or(segments.map((segment) => eb.and(segment.where.map((condition) => condition(eb))))))
     .limit(query.limit + 1)
   for (const term of orderTerms(dialect, query.sort, [{ key: 'sort', direction: query.order }, { key: 'id', direction: query.order }])) base = base.orderBy(term)
   return base
 }
 
-/** Step 2, many candidates (or no filter): one segment of the walk along the sort key's index. */
+/** One segment of the walk along the sort key's index (SQLite: with many candidates, or no filter). */
 export function walkSegmentQuery (db: Kysely<Database>, dialect: Dialect, query: DirectoryQuery, segment: Segment, limit: number, now: string) {
   const condition = filterCondition(dialect, query.filter, now, query.sort)
   let base = pageSelect(db, dialect, query.sort, now).limit(limit)
@@ -246,7 +253,7 @@ export interface DirectoryPage {
 }
 
 /**
- * Below this many candidates, reading them by id and sorting beats walking the index: a walk
+ * SQLite: below this many candidates, reading them by id and sorting beats walking the index: a walk
  * reads about (limit + 1) x users / matches rows to fill a page. Measured at a million users
  * (SQLite): a row read by id in random order costs about 6 us; walking in created_at order,
  * which follows insertion order, about an eighth of that; other sort keys read in random order.
@@ -278,17 +285,22 @@ export async function readDirectoryPage (db: Kysely<Database>, dialect: Dialect,
     let rows: DirectoryRow[]
     let total: number
     let totalExact: boolean
-    if (hasFilter(query.filter)) {
+    if (!hasFilter(query.filter)) {
+      ({ total, exact: totalExact } = await countAll(trx, dialect))
+      rows = await walk(trx, dialect, query, now)
+    } else if (dialect === 'postgres') {
+      const counted = Number((await cappedCountQuery(trx, dialect, query.filter, now).executeTakeFirstOrThrow()).n)
+      total = Math.min(counted, TOTAL_CAP)
+      totalExact = counted <= TOTAL_CAP
+      rows = await walk(trx, dialect, query, now)
+    } else {
       const ids = (await candidatesQuery(trx, dialect, query.filter, now).execute()).map((row) => row.id)
       total = Math.min(ids.length, TOTAL_CAP)
       totalExact = ids.length <= TOTAL_CAP
       const top = await trx.selectFrom('users').select((eb) => eb.fn.max('users.id').as('n')).executeTakeFirst()
       rows = ids.length <= walkThreshold(query.sort, query.limit, Number(top?.n ?? 0))
-        ? (ids.length === 0 ? [] : await pageByIdsQuery(trx, dialect, query, ids, now).execute())
+        ? (ids.length === 0 ? [] : await pageByIdsQuery(trx, query, ids, now).execute())
         : await walk(trx, dialect, query, now)
-    } else {
-      ({ total, exact: totalExact } = await countAll(trx, dialect))
-      rows = await walk(trx, dialect, query, now)
     }
     const more = rows.length > query.limit
     if (more) rows = rows.slice(0, query.limit)
