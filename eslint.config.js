@@ -21,7 +21,7 @@ export default tseslint.config(
   },
   {
     // examples/ are client programs, not the service: they read their own environment.
-    files: ['src/server.ts', 'src/cli.ts', 'test/**', 'bench/**', 'examples/**'],
+    files: ['src/server.ts', 'src/cli.ts', 'test/**', 'bench/**', 'scripts/**', 'examples/**'],
     rules: { 'no-restricted-syntax': 'off' }
   },
   {

@@ -26,6 +26,7 @@ import mfaRoutes from './mfa/mfa.routes.js'
 import passkeysRoutes from './mfa/passkeys.routes.js'
 import { createKeyring } from './mfa/secret-box.js'
 import afterResponsePlugin from './plugins/after-response.js'
+import adminConsolePlugin from './plugins/admin-console.js'
 import healthPlugin from './plugins/health.js'
 import metricsPlugin, { createMetrics } from './plugins/metrics.js'
 import requestIdPlugin, { requestIdFor } from './plugins/request-id.js'
@@ -209,6 +210,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(afterResponsePlugin)
   await app.register(securityHeaders)
   if (config.docs) await app.register(docsPlugin)
+  if (config.adminConsole) await app.register(adminConsolePlugin)
   await app.register(healthPlugin)
 
   await app.register(authRoutes, { refreshKey: rotationKey(secret) })

@@ -42,6 +42,8 @@ export interface Config {
   trustProxy: boolean
   /** Expose /docs and /openapi.json. */
   docs: boolean
+  /** Serve the admin console at /admin (ADMIN_CONSOLE). */
+  adminConsole: boolean
   /** Refresh tokens: sliding lifetime, absolute session lifetime, reuse grace; seconds. */
   refreshTokenTtl: number
   sessionMaxAge: number
@@ -510,6 +512,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     helperThreadNice: integer(env, 'HELPER_THREAD_NICE', 10, 0, 19),
     trustProxy: boolean(env, 'TRUST_PROXY', false),
     docs: boolean(env, 'DOCS', true),
+    adminConsole: boolean(env, 'ADMIN_CONSOLE', true),
     refreshTokenTtl: parseDuration(env, 'REFRESH_TOKEN_TTL', 30 * 86400),
     sessionMaxAge: parseDuration(env, 'SESSION_MAX_AGE', 90 * 86400),
     refreshReuseGrace: parseDuration(env, 'REFRESH_REUSE_GRACE', 10),

@@ -146,6 +146,13 @@ describe('npm start', () => {
       assert.equal((await request(`${server.url}${path}`)).status, 200, path)
     }
     assert.equal((await request(`${server.url}/users/login/passkey/options`, { method: 'POST' })).status, 200)
+    // The build bundled the admin console into dist/, and the built server serves that bundle.
+    const consolePage = await request(`${server.url}/admin`)
+    assert.equal(consolePage.status, 200)
+    assert.match(consolePage.body, /src="admin\/assets\/console\.js"/)
+    const bundle = await request(`${server.url}/admin/assets/console.js`)
+    assert.equal(bundle.status, 200)
+    assert.equal(bundle.body, readFileSync(new URL('../dist/admin-console/console.js', import.meta.url), 'utf8'))
     server.child.kill('SIGTERM')
     assert.deepEqual(await server.exited, { code: 0, signal: null })
     assert.ok(server.logs().some((line) => line.msg === 'shut down cleanly'), 'the server itself shut down, not only npm')
