@@ -307,8 +307,11 @@ export function createDb (database: DatabaseConfig, options: CreateDbOptions = {
     statement_timeout: timeoutMs * 2,
     types: pgTypes
   })
-  // An idle client losing its connection (server restart) must not crash the process.
+  // A client losing its connection (server restart, network cut) must not crash the process. An
+  // idle one is reported on the pool; a checked-out one emits 'error' on itself as well as failing
+  // its query (which the caller sees): without a listener that event is an uncaught exception.
   pool.on('error', () => {})
+  pool.on('connect', (client) => { client.on('error', () => {}) })
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   return {
     kysely,
