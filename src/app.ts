@@ -122,7 +122,7 @@ class RequestLogController extends LogController {
 }
 
 /** Seconds to ms; Node checks header and request deadlines on this interval (30 s by default). */
-function serverTimeoutOptions (config: Config) {
+export function serverTimeoutOptions (config: Config) {
   const checkEvery = Math.min(30_000, Math.max(250, Math.floor(config.headersTimeout * 1000 / 4)))
   return {
     connectionTimeout: config.connectionTimeout * 1000,

@@ -77,6 +77,8 @@ export interface Config {
   connectionTimeout: number
   /** Processes serving the port (node:cluster); 1 = no cluster. */
   workers: number
+  /** Sockets this process binds to the port (SO_REUSEPORT, src/listen.ts); 1 = Node's usual one. */
+  listenSockets: number
   /** Serve GET /metrics (Prometheus); with metricsToken set, only to `Authorization: Bearer <token>`. */
   metrics: boolean
   metricsToken: string | undefined
@@ -243,6 +245,30 @@ export function parseDatabaseUrl (url: string, cwd: string): DatabaseConfig {
 function workers (env: Env): number {
   if (env.WORKERS?.trim().toLowerCase() === 'auto') return availableParallelism()
   return integer(env, 'WORKERS', 1, 1, 256)
+}
+
+/** SO_REUSEPORT for Node's listen() arrived in Node.js 22.12 and 23.1. */
+export function reusePortSupported (version = process.versions.node): boolean {
+  const [major, minor] = version.split('.').map(Number)
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12)
+}
+
+/**
+ * LISTEN_SOCKETS: sockets this process binds to its port. auto (the default) is 8 where Node.js
+ * can share a port within one process and WORKERS=1, else 1. Why several: src/listen.ts.
+ */
+export function listenSockets (env: Env, workers: number, version = process.versions.node): number {
+  const raw = env.LISTEN_SOCKETS?.trim().toLowerCase()
+  const supported = reusePortSupported(version)
+  if (raw === undefined || raw === '' || raw === 'auto') return supported && workers === 1 ? 8 : 1
+  const sockets = integer(env, 'LISTEN_SOCKETS', 1, 1, 64)
+  if (sockets > 1 && !supported) {
+    throw new ConfigError('LISTEN_SOCKETS', `above 1 needs Node.js 22.12 or newer (this is ${version}); set it to 1 or auto`)
+  }
+  if (sockets > 1 && workers > 1) {
+    throw new ConfigError('LISTEN_SOCKETS', 'above 1 works with WORKERS=1 only (cluster workers share the port through their primary)')
+  }
+  return sockets
 }
 
 function metricsToken (env: Env): string | undefined {
@@ -535,6 +561,7 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     shutdownDelay: parseDuration(env, 'SHUTDOWN_DELAY', 0, 0),
     ...serverTimeouts(env),
     workers: workers(env),
+    listenSockets: listenSockets(env, workers(env)),
     metrics: boolean(env, 'METRICS', true),
     metricsToken: metricsToken(env),
     requestLog: requestLog(env),

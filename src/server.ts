@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { buildApp } from './app.js'
 import { runPrimary } from './cluster.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
+import { listen, type Listening } from './listen.js'
 import { lowerHelperThreadPriority } from './thread-priority.js'
 
 // Entry point only: environment -> config -> app -> listen, and a graceful close on signals.
@@ -38,6 +39,7 @@ async function serve (config: Config): Promise<void> {
   if (lowered > 0) app.log.info({ threads: lowered, nice: config.helperThreadNice }, 'helper threads (password hashing) run at a lower priority than the event loop')
 
   let closing = false
+  const listening: { current?: Listening } = {}
   const shutdown = async (signal: NodeJS.Signals) => {
     // Repeated signals (a terminal's Ctrl-C reaches cluster workers and their primary) change nothing.
     if (closing) return
@@ -48,6 +50,7 @@ async function serve (config: Config): Promise<void> {
     const cut = setTimeout(() => {
       app.log.warn('shutdown grace period over: closing the connections of unfinished requests')
       app.server.closeAllConnections()
+      listening.current?.closeAllConnections()
     }, config.shutdownGrace * 1000)
     // Backstop should closing hang even after the connections are cut (e.g. a stuck database).
     setTimeout(() => {
@@ -68,7 +71,7 @@ async function serve (config: Config): Promise<void> {
     process.on(signal, () => void shutdown(signal))
   }
 
-  await app.listen({ host: config.host, port: config.port })
+  listening.current = await listen(app, config)
 }
 
 if (config.workers > 1 && cluster.isPrimary) {

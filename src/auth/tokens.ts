@@ -1,4 +1,5 @@
 import { createSigner, createVerifier } from 'fast-jwt'
+import { LRUMap } from 'mnemonist'
 import type { Assurance } from '../mfa/assurance.js'
 import { errors } from '../errors.js'
 
@@ -35,6 +36,9 @@ export interface Tokens {
   verify: (token: string) => { userId: number, sessionId: string, claims: AccessClaims }
 }
 
+/** Distinct access tokens whose verification is remembered: the active sessions of a busy instance (~1 KB each). */
+const VERIFIED_TOKEN_CACHE_SIZE = 10_000
+
 /** HS256 access tokens with the algorithm pinned: alg "none" or any other algorithm is refused. */
 export function createTokens (options: TokenOptions): Tokens {
   const signer = createSigner({
@@ -54,16 +58,25 @@ export function createTokens (options: TokenOptions): Tokens {
     ignoreExpiration: true,
     cache: false
   })
+  // Tokens verified before are remembered (a bounded LRU keyed by the whole token, so no two
+  // tokens share an entry): a hit skips the decoding, JSON parsing and HMAC of a token already
+  // verified, ~13% of an authenticated GET's CPU. It cannot weaken anything: only verified tokens
+  // enter, revocation is the per-request session check's, and expiry is checked on every request.
+  // (fast-jwt's own cache keys by a SHA-256 of the token, which cost as much again as it saved.)
+  const verified = new LRUMap<string, AccessClaims>(VERIFIED_TOKEN_CACHE_SIZE)
 
   return {
     sign: (userId, sessionId, issuedAtMs = options.now(), assurance) =>
       signer({ sub: String(userId), sid: sessionId, iat: Math.floor(issuedAtMs / 1000), ...(assurance && { aal: assurance.aal, amr: assurance.amr }) }),
     verify: (token) => {
-      let claims: AccessClaims
-      try {
-        claims = verifier(token) as AccessClaims
-      } catch {
-        throw errors.invalidToken()
+      let claims = verified.get(token)
+      if (claims === undefined) {
+        try {
+          claims = verifier(token) as AccessClaims
+        } catch {
+          throw errors.invalidToken()
+        }
+        verified.set(token, Object.freeze(claims))
       }
       const userId = typeof claims.sub === 'string' && /^[1-9]\d{0,15}$/.test(claims.sub) ? Number(claims.sub) : NaN
       if (!Number.isSafeInteger(userId) || typeof claims.sid !== 'string' || typeof claims.exp !== 'number' ||
