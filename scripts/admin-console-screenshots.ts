@@ -1,6 +1,7 @@
-// npm run screenshots: regenerates docs/screenshots/admin-*.png, the admin console's main
-// screens shown in the README, from the real console and the real API: a throwaway server
-// (SQLite in a temp dir) with made-up users, driven through Debian's Chromium.
+// npm run screenshots: regenerates docs/screenshots/*.png, the admin console's main screens and
+// the account pages shown in the README, from the real console, pages and API: a throwaway server
+// (SQLite in a temp dir) with made-up users, its emails sent to a local SMTP server (the tests'),
+// driven through Debian's Chromium.
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,6 +13,7 @@ import { buildApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { normalizeEmail, normalizeUsername } from '../src/users/identity.js'
 import { insertUser } from '../src/users/users.queries.js'
+import { linkIn, mailTo, startMailServer } from '../test/mail.js'
 
 const OUT = fileURLToPath(new URL('../docs/screenshots/', import.meta.url))
 const CHROMIUM = '/usr/bin/chromium'
@@ -114,7 +116,11 @@ async function seed (app: FastifyInstance) {
 
 async function main () {
   const dataDir = mkdtempSync(join(tmpdir(), 'uma-screenshots-'))
+  const stops: Array<() => Promise<void> | void> = []
+  const mail = await startMailServer({ after: (stop) => { stops.push(stop) } })
   const config = loadConfig({
+    SMTP_URL: mail.url,
+    MAIL_FROM: 'Acme Accounts <accounts@example.com>',
     DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
     APP_NAME: 'Acme Accounts',
@@ -165,10 +171,25 @@ async function main () {
     await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur())
     await page.screenshot({ path: join(OUT, 'admin-user.png'), fullPage: true })
     await context.close()
+
+    // The reset-password page from an emailed link, after a refused password.
+    const sofia = (await app.db.kysely.selectFrom('users').select('email').where('username', '=', 'sofia.rossi').executeTakeFirstOrThrow()).email
+    await call(app, 'POST', '/users/password-reset/request', undefined, { email: sofia })
+    const { token } = linkIn(await mail.waitFor(mailTo(sofia, /Reset your/)))
+    const account = await browser.newContext({ viewport: { width: 900, height: 760 }, deviceScaleFactor: 1, locale: 'en-GB' })
+    const resetPage = await account.newPage()
+    await resetPage.goto(`${base}/account/reset-password#token=${token}`)
+    await resetPage.getByLabel('New password').fill('password')
+    await resetPage.getByLabel('Type it again').fill('password')
+    await resetPage.getByRole('button', { name: 'Change my password' }).click()
+    await resetPage.getByRole('alert').getByText('one of the most commonly used passwords').waitFor()
+    await resetPage.screenshot({ path: join(OUT, 'account-reset-password-error.png') })
+    await account.close()
     console.log(`screenshots written to ${OUT}`)
   } finally {
     await browser.close()
     await app.close()
+    for (const stop of stops) await stop()
     rmSync(dataDir, { recursive: true, force: true })
   }
 }
