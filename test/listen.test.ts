@@ -6,7 +6,7 @@ import { describe, it, type TestContext } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ConfigError, listenSockets, reusePortSupported } from '../src/config.js'
 import { newUserData } from './helpers.js'
-import { connect, readUntilClose, startServer, type ServerProcess } from './server-process.js'
+import { connect, readUntilClose, startServer, terminate, type ServerProcess } from './server-process.js'
 
 // LISTEN_SOCKETS: several sockets bound to one port within the process (SO_REUSEPORT), so a burst
 // of new connections is accepted several at a time (src/listen.ts says why).
@@ -114,12 +114,9 @@ describe('server process with several listening sockets', { skip: !reusePortSupp
   it('cuts the requests still running on any socket when SHUTDOWN_GRACE is over', async (t) => {
     const server = await startServer(t, { DATA_DIR: tempDir(t), LISTEN_SOCKETS: '4', SHUTDOWN_GRACE: '1' }, { cwd: tempDir(t) })
     const signups = await halfSentSignups(server, 12)
-    const signalledAt = Date.now()
-    server.child.kill('SIGTERM')
-    const { code } = await server.exited
-    const took = Date.now() - signalledAt
+    const { code, tookMs } = await terminate(server)
     assert.equal(code, 0)
-    assert.ok(took >= 900 && took < 4000, `exited ${took} ms after the signal`)
+    assert.ok(tookMs >= 900 && tookMs < 4000, `exited ${tookMs} ms after the signal`)
     for (const signup of signups) assert.equal((await signup.answer).data, '', 'cut without an answer')
     assert.ok(server.logs().some((line) => /grace period over/.test(line.msg)))
   })

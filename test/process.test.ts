@@ -8,7 +8,7 @@ import SQLite from 'better-sqlite3'
 import pg from 'pg'
 import { LATEST_MIGRATION } from '../src/db/migrate.js'
 import { createTestDatabase, DIALECTS, newUserData, type DialectName } from './helpers.js'
-import { connect, readUntilClose, request, startServer } from './server-process.js'
+import { connect, readUntilClose, request, startServer, terminate } from './server-process.js'
 
 // The real server as a child process: first start, restart, signals, cluster workers.
 
@@ -207,12 +207,9 @@ describe('server process shutdown limits', () => {
     // A body that never completes.
     socket.write('POST /users/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"em')
     await sleep(100)
-    const signalledAt = Date.now()
-    server.child.kill('SIGTERM')
-    const { code } = await server.exited
-    const took = Date.now() - signalledAt
+    const { code, tookMs } = await terminate(server)
     assert.equal(code, 0)
-    assert.ok(took >= 900 && took < 4000, `exited ${took} ms after the signal`)
+    assert.ok(tookMs >= 900 && tookMs < 4000, `exited ${tookMs} ms after the signal`)
     await closed
     assert.ok(server.logs().some((line) => /grace period over/.test(line.msg)))
   })

@@ -161,6 +161,14 @@ export function request (url: string, options: { method?: string, body?: unknown
   })
 }
 
+/** Sends SIGTERM; resolves with the exit code and how many ms after the signal the process exited. */
+export async function terminate (server: ServerProcess): Promise<{ code: number | null, tookMs: number }> {
+  const signalledAt = Date.now()
+  server.child.kill('SIGTERM')
+  const { code } = await server.exited
+  return { code, tookMs: Date.now() - signalledAt }
+}
+
 /** Opens a raw TCP connection to the server. */
 export async function connect (port: number): Promise<net.Socket> {
   const socket = net.connect(port, '127.0.0.1')
