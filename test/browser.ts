@@ -4,13 +4,17 @@ import { chromium, type Browser } from 'playwright-core'
 
 // Debian's Chromium, driven by playwright-core; nothing here downloads a browser. `.ci/run`
 // installs the package; elsewhere the browser suites skip, with this reason shown, when it is
-// missing (and fail under CI=true, where a skip would hide a regression).
+// missing (and fail under CI=true, where a skip would hide a regression). TEST_BROWSER=off skips
+// them on purpose: `.ci/run` runs them on the machine's Node only, as what they check (our pages
+// in Chromium) does not change with the server's Node version, and they cost the most CPU.
 
 export const CHROMIUM = '/usr/bin/chromium'
 
-export const BROWSER_SKIP: string | false = existsSync(CHROMIUM)
-  ? false
-  : process.env.CI === 'true' ? false : `${CHROMIUM} is missing (apt-get install -y chromium)`
+export const BROWSER_SKIP: string | false = process.env.TEST_BROWSER === 'off'
+  ? 'TEST_BROWSER=off (.ci/run runs the browser tests on the default Node.js only)'
+  : existsSync(CHROMIUM)
+    ? false
+    : process.env.CI === 'true' ? false : `${CHROMIUM} is missing (apt-get install -y chromium)`
 
 type After = { after: (fn: () => Promise<void> | void) => void }
 

@@ -96,7 +96,7 @@ export async function startMailServer (t: After, options: { port?: number, liste
     set stall (value: boolean) { state.stall = value },
     get refuse () { return state.refuse },
     set refuse (value: boolean) { state.refuse = value },
-    waitFor: (predicate, timeoutMs = 15_000) => {
+    waitFor: (predicate, timeoutMs = 30_000) => {
       const found = messages.find(predicate)
       if (found !== undefined) return Promise.resolve(found)
       return new Promise((resolve, reject) => {

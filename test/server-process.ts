@@ -99,7 +99,9 @@ export async function startServer (t: After, env: Record<string, string>, option
     }
   })
 
-  const waitForLog = (predicate: (line: any) => boolean, timeoutMs = 15_000) => {
+  // Generous: these wait for something that happens in a second or two, but CI shares two cores
+  // with a whole test run, and a timeout here only decides how late a real failure is reported.
+  const waitForLog = (predicate: (line: any) => boolean, timeoutMs = 30_000) => {
     const found = lines.find(predicate)
     if (found !== undefined) return Promise.resolve(found)
     return new Promise<any>((resolve, reject) => {
@@ -126,7 +128,7 @@ export async function startServer (t: After, env: Record<string, string>, option
 
   let port = 0
   if (!options.noWait) {
-    const listening = await waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('Server listening at http://127.0.0.1:'), options.startTimeoutMs)
+    const listening = await waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('Server listening at http://127.0.0.1:'), options.startTimeoutMs ?? 60_000)
     port = Number(/:(\d+)$/.exec(listening.msg)![1])
   }
   return { child, port, url: `http://127.0.0.1:${port}`, logs: () => lines, stderr: () => errors, exited, waitForLog }
