@@ -111,7 +111,6 @@ async function seed (app: FastifyInstance) {
   await call(app, 'POST', `/admin/users/${ids.get('isabel.moreno')}/suspend`, admin, { reason: 'Spam reports from several users' })
   await call(app, 'POST', `/admin/users/${ids.get('julia.novak')}/suspend`, admin, { reason: 'Chargeback under review', until: new Date(now + 14 * DAY).toISOString() })
   pinned = undefined
-
 }
 
 async function main () {
@@ -184,6 +183,15 @@ async function main () {
     await resetPage.getByRole('button', { name: 'Change my password' }).click()
     await resetPage.getByRole('alert').getByText('one of the most commonly used passwords').waitFor()
     await resetPage.screenshot({ path: join(OUT, 'account-reset-password-error.png') })
+
+    // The page an invitation's link opens (an account an administrator created).
+    const { access_token: admin } = await call(app, 'POST', '/users/login', undefined, { email: 'dana@example.com', password: PASSWORD })
+    await call(app, 'POST', '/admin/users', admin, { username: 'lena.fischer', email: 'lena.fischer@example.com' })
+    const invitation = linkIn(await mail.waitFor(mailTo('lena.fischer@example.com', /invited/)))
+    const setPage = await account.newPage()
+    await setPage.goto(`${base}/account/set-password#token=${invitation.token}`)
+    await setPage.getByLabel('Password', { exact: true }).fill('correct horse battery')
+    await setPage.screenshot({ path: join(OUT, 'account-set-password.png') })
     await account.close()
     console.log(`screenshots written to ${OUT}`)
   } finally {

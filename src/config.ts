@@ -93,6 +93,8 @@ export interface Config {
   /** Link templates containing {token}: the built-in pages by default, an operator's frontend otherwise. */
   verifyEmailUrl: string
   resetPasswordUrl: string
+  /** The invitation's link: the built-in set-password page, or RESET_PASSWORD_URL's frontend when only that is set. */
+  setPasswordUrl: string
   /** Lifetimes of password-reset and email-verification links, seconds. */
   resetTokenTtl: number
   verifyTokenTtl: number
@@ -571,6 +573,10 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     emailVerification: emailVerification(env),
     verifyEmailUrl: linkTemplate(env, 'VERIFY_EMAIL_URL', `${base}/account/verify-email#token={token}`),
     resetPasswordUrl: linkTemplate(env, 'RESET_PASSWORD_URL', `${base}/account/reset-password#token={token}`),
+    // An operator whose frontend resets passwords (RESET_PASSWORD_URL) gets invitations there too,
+    // unless SET_PASSWORD_URL names another page: both post the token to the same endpoint.
+    setPasswordUrl: linkTemplate(env, 'SET_PASSWORD_URL',
+      linkTemplate(env, 'RESET_PASSWORD_URL', `${base}/account/set-password#token={token}`)),
     resetTokenTtl: parseDuration(env, 'RESET_TOKEN_TTL', 3600, 60),
     verifyTokenTtl: parseDuration(env, 'VERIFY_TOKEN_TTL', 24 * 3600, 60),
     inviteTokenTtl: parseDuration(env, 'INVITE_TOKEN_TTL', 72 * 3600, 60),

@@ -3,7 +3,7 @@ import { before, describe, it } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import type { Page } from 'playwright-core'
 import { BROWSER_SKIP, useSuiteBrowser } from './browser.js'
-import { json, login, newUserData, signup, useSuiteApp } from './helpers.js'
+import { authed, createUser, json, login, newUserData, signup, useSuiteApp } from './helpers.js'
 import { freePort, linkIn, mailTo, useMailServer, type MailServer } from './mail.js'
 
 // The built-in account pages in a real browser (Debian's Chromium), opened from the links of
@@ -52,7 +52,7 @@ describe('account pages in a browser', { skip: BROWSER_SKIP }, () => {
 
   it('serves the pages with a strict CSP, no referrer, no caching, on GET and HEAD', async () => {
     const { app } = suite()
-    for (const path of ['/account/verify-email', '/account/reset-password']) {
+    for (const path of ['/account/verify-email', '/account/reset-password', '/account/set-password']) {
       for (const method of ['GET', 'HEAD'] as const) {
         const response = await app.inject({ method, url: path })
         assert.equal(response.statusCode, 200)
@@ -109,6 +109,40 @@ describe('account pages in a browser', { skip: BROWSER_SKIP }, () => {
     await page.getByRole('heading', { name: 'Your password has been changed' }).waitFor()
     assert.ok((await tokenRow(app, user.id, 'reset_password')).used_at !== null)
     await login(app, user.email, newPassword)
+    assert.deepEqual(problems, [])
+  })
+
+  it('sets an invited user\'s first password on the set-password page, in the invitation\'s words, and the password logs in', async (t) => {
+    const { app } = suite()
+    const admin = await createUser(app, { admin: true })
+    const data = newUserData('invited')
+    const created = await authed(app, admin.token, { method: 'POST', url: '/admin/users', payload: { username: data.username, email: data.email } })
+    assert.equal(created.statusCode, 201, created.body)
+    const { url } = linkIn(await mail.waitFor(mailTo(data.email, /invited/)))
+    assert.ok(url.startsWith(`${base()}/account/set-password#token=`), url)
+
+    const context = await browser().newContext()
+    t.after(() => context.close())
+    const page = await context.newPage()
+    const problems = watchPage(page)
+    await page.goto(url)
+    await page.getByRole('heading', { name: 'Choose your password', level: 1 }).waitFor()
+    assert.equal(await page.title(), 'Choose your password - Example Accounts')
+    assert.equal(await page.getByRole('heading', { name: 'Reset your password' }).count(), 0, 'not the reset page')
+
+    await page.getByLabel('Password', { exact: true }).fill('password')
+    await page.getByLabel('Type it again').fill('password')
+    await page.getByRole('button', { name: 'Set my password' }).click()
+    await page.getByRole('alert').getByText('Your password is one of the most commonly used passwords').waitFor()
+    assert.equal((await tokenRow(app, json(created).id, 'invite')).used_at, null, 'a refused password leaves the invitation usable')
+
+    const password = `invited-${data.password}`
+    await page.getByLabel('Password', { exact: true }).fill(password)
+    await page.getByLabel('Type it again').fill(password)
+    await page.getByRole('button', { name: 'Set my password' }).click()
+    await page.getByRole('heading', { name: 'Your password is set' }).waitFor()
+    assert.ok((await tokenRow(app, json(created).id, 'invite')).used_at !== null)
+    await login(app, data.email, password)
     assert.deepEqual(problems, [])
   })
 

@@ -56,7 +56,7 @@ for (const dialect of DIALECTS) {
     const logs = captureLogs()
     const suite = useSuiteApp(() => ({ dialect: dialect.name, env: mailEnv(mailServer()), overrides: { now: clock.now, logger: logs.logger } }))
 
-    it('invites a user: 201, an email whose link sets the password on the reset page once, verifies the email and lets them in', async () => {
+    it('invites a user: 201, an email whose link sets the password on the set-password page once, verifies the email and lets them in', async () => {
       const { app } = suite()
       const admin = await createUser(app, { admin: true })
       const data = newUserData('invited')
@@ -73,7 +73,7 @@ for (const dialect of DIALECTS) {
       assert.equal(message.subject, 'You have been invited to Example Accounts')
       assert.match(message.text ?? '', /expires in 3 days/)
       const { url, token } = linkIn(message)
-      assert.ok(url.startsWith(`${PUBLIC_URL}/account/reset-password#token=`), url)
+      assert.ok(url.startsWith(`${PUBLIC_URL}/account/set-password#token=`), url)
       // Nobody gets in before the invitation is used: the random password is known to no one.
       const early = await app.inject({ method: 'POST', url: '/users/login', payload: { email: data.email, password: data.password } })
       assert.equal(early.statusCode, 401)

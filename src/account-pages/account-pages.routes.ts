@@ -70,16 +70,17 @@ ${linkRequestForm({ title: 'Get a new link', button: 'Send me a new link' })}
 </section>`
   })
 
-  const resetPage = renderPage({
+  // Two pages, one script: a reset (a forgotten password) and an invitation (the first password).
+  const passwordPage = (words: { title: string, intro: string, label: string, button: string, busy: string, done: string, doneText: string }) => renderPage({
     appName,
-    title: 'Reset your password',
+    title: words.title,
     script: 'reset-password',
-    data: { 'min-length': passwordMinLength },
+    data: { 'min-length': passwordMinLength, busy: words.busy, label: words.label },
     body: html`<section id="choose" hidden>
-<p>Choose a new password. Use at least ${passwordMinLength} characters: a few unrelated words are long and easy to remember.</p>
+<p>${words.intro} Use at least ${passwordMinLength} characters: a few unrelated words are long and easy to remember.</p>
 <form id="choose-form" novalidate>
 <div class="field">
-<label for="password">New password</label>
+<label for="password">${words.label}</label>
 <p class="error-message" id="password-error" hidden></p>
 <input id="password" name="password" type="password" autocomplete="new-password" aria-describedby="password-error">
 </div>
@@ -88,16 +89,34 @@ ${linkRequestForm({ title: 'Get a new link', button: 'Send me a new link' })}
 <p class="error-message" id="password-again-error" hidden></p>
 <input id="password-again" name="password-again" type="password" autocomplete="new-password" aria-describedby="password-again-error">
 </div>
-<button class="button" type="submit">Change my password</button>
+<button class="button" type="submit">${words.button}</button>
 </form>
 </section>
 <section id="done" class="panel" hidden>
-<h2>Your password has been changed</h2>
-<p>We signed your account out on every device. Sign in again with your new password.</p>
+<h2>${words.done}</h2>
+<p>${words.doneText}</p>
 </section>
 <section id="request" hidden>
 ${linkRequestForm({ title: 'Get a link to reset your password', button: 'Send me a link' })}
 </section>`
+  })
+  const resetPage = passwordPage({
+    title: 'Reset your password',
+    intro: 'Choose a new password.',
+    label: 'New password',
+    button: 'Change my password',
+    busy: 'Changing your password…',
+    done: 'Your password has been changed',
+    doneText: 'We signed your account out on every device. Sign in again with your new password.'
+  })
+  const setPage = passwordPage({
+    title: 'Choose your password',
+    intro: 'An administrator created your account. Choose the password you will sign in with.',
+    label: 'Password',
+    button: 'Set my password',
+    busy: 'Setting your password…',
+    done: 'Your password is set',
+    doneText: 'Your account is ready: sign in with your email address or username and this password.'
   })
 
   const signInPage = renderSignInPage({ appName, start: 'sign-in', webauthn: app.config.webauthn })
@@ -105,6 +124,7 @@ ${linkRequestForm({ title: 'Get a link to reset your password', button: 'Send me
 
   app.get('/account/verify-email', { schema: { hide: true } }, (_request, reply) => sendPage(reply, verifyPage))
   app.get('/account/reset-password', { schema: { hide: true } }, (_request, reply) => sendPage(reply, resetPage))
+  app.get('/account/set-password', { schema: { hide: true } }, (_request, reply) => sendPage(reply, setPage))
   app.get('/account/sign-in', { schema: { hide: true } }, (_request, reply) => sendPage(reply, signInPage))
   app.get('/account/passkeys', { schema: { hide: true } }, (_request, reply) => sendPage(reply, passkeysPage))
   app.get<{ Params: { '*': string } }>('/account/assets/*', { schema: { hide: true } }, (request, reply) => {

@@ -6,15 +6,15 @@ import { normalizeEmail } from '../users/identity.js'
 import { insertAccountToken, voidAccountTokens } from './account-tokens.queries.js'
 
 // Links sent by email that carry a single-use token: verify an address, confirm a new one,
-// reset a password. Each purpose has its lifetime and the page (or the operator's frontend,
-// VERIFY_EMAIL_URL / RESET_PASSWORD_URL) the link opens.
+// reset a password, set the first one. Each purpose has its lifetime and the page (or the
+// operator's frontend, VERIFY_EMAIL_URL / RESET_PASSWORD_URL / SET_PASSWORD_URL) the link opens.
 
 const LINKS: Record<AccountTokenPurpose, { ttl: (config: Config) => number, url: (config: Config) => string }> = {
   verify_email: { ttl: (config) => config.verifyTokenTtl, url: (config) => config.verifyEmailUrl },
   change_email: { ttl: (config) => config.verifyTokenTtl, url: (config) => config.verifyEmailUrl },
   reset_password: { ttl: (config) => config.resetTokenTtl, url: (config) => config.resetPasswordUrl },
-  // An account an administrator created: the link sets its first password on the reset page.
-  invite: { ttl: (config) => config.inviteTokenTtl, url: (config) => config.resetPasswordUrl }
+  // An account an administrator created: the link sets its first password.
+  invite: { ttl: (config) => config.inviteTokenTtl, url: (config) => config.setPasswordUrl }
 }
 
 /** Purposes whose link sets the password: a new password, however it was set, voids them all. */

@@ -119,7 +119,7 @@ const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       ...admin,
       operationId: 'createUser',
       summary: 'Create an account; by default the user gets an email to set their password (an invitation)',
-      description: 'With invite (the default) the new user gets a single-use link to the reset-password page, valid ' +
+      description: 'With invite (the default) the new user gets a single-use link to the set-password page (SET_PASSWORD_URL), valid ' +
         'for INVITE_TOKEN_TTL (72 hours by default); opening it and setting a password also verifies the email. ' +
         'With invite: false the request carries the password instead. A password is never emailed, logged or returned.',
       body: AdminUserCreate,

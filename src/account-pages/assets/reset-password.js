@@ -1,8 +1,11 @@
-// /account/reset-password#token=...: reading the page changes nothing; the form's POST sets the password.
+// /account/reset-password#token=... and /account/set-password#token=... (an invitation): reading
+// the page changes nothing; the form's POST sets the password. The page's words come from main's data.
 import { busy, main, postJson, problemText, show, showErrors, takeToken, wireLinkRequest } from './account.js'
 
 const token = takeToken()
 const minLength = Number(main.dataset.minLength)
+// "Your new password ..." on the reset page, "Your password ..." on the invitation's.
+const noun = `Your ${main.dataset.label.toLowerCase()}`
 const summary = document.getElementById('error-summary')
 const choose = document.getElementById('choose')
 const done = document.getElementById('done')
@@ -21,7 +24,7 @@ function askForNewLink (reason) {
 /** The checks the browser can make; the service has the last word (common passwords, your name). */
 function formErrors () {
   const errors = []
-  if ([...password.value].length < minLength) errors.push({ field: password, text: `Your new password must be at least ${minLength} characters long` })
+  if ([...password.value].length < minLength) errors.push({ field: password, text: `${noun} must be at least ${minLength} characters long` })
   else if (again.value !== password.value) errors.push({ field: again, text: 'The two passwords do not match' })
   return errors
 }
@@ -33,7 +36,7 @@ if (token) {
     event.preventDefault()
     const errors = formErrors()
     if (errors.length > 0) return showErrors(summary, errors)
-    const result = await busy(event.target, 'Changing your password…', () =>
+    const result = await busy(event.target, main.dataset.busy, () =>
       postJson('../users/password-reset/confirm', { token, new_password: password.value }))
     if (result.status === 200) {
       password.value = ''
@@ -46,7 +49,7 @@ if (token) {
     } else if (result.status === 400) {
       // The password policy's reason ("password: is one of the most commonly used passwords..."); the link still works.
       const reason = String(result.body.detail).replace(/^password: /, '')
-      showErrors(summary, [{ field: password, text: `Your new password ${reason}` }])
+      showErrors(summary, [{ field: password, text: `${noun} ${reason}` }])
     } else {
       showErrors(summary, [{ field: null, text: problemText(result) }])
     }
