@@ -394,10 +394,18 @@ function redisUrl (env: Env): string | undefined {
  * send it, so allowing it would allow any page).
  */
 function corsOrigins (env: Env): string[] {
-  const entries = (env.CORS_ORIGINS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
+  return originList(env, 'CORS_ORIGINS', 'https://app.example.com,http://localhost:5173')
+}
+
+/**
+ * A comma-separated list of exact origins (scheme, host and port), deduplicated in their
+ * normalized form; `check` may refuse an origin for a reason of the variable's own.
+ */
+function originList (env: Env, name: string, example: string, check?: (url: URL) => string | undefined): string[] {
+  const entries = (env[name] ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
   const origins = new Set<string>()
   for (const entry of entries) {
-    const refuse = (why: string) => new ConfigError('CORS_ORIGINS', `must list exact origins separated by commas, such as https://app.example.com,http://localhost:5173; "${entry}" ${why}`)
+    const refuse = (why: string) => new ConfigError(name, `must list exact origins separated by commas, such as ${example}; "${entry}" ${why}`)
     if (entry.includes('*')) throw refuse('is a wildcard: list each origin')
     if (entry.toLowerCase() === 'null') throw refuse('would let any sandboxed frame or local file call the API')
     let url: URL
@@ -409,6 +417,8 @@ function corsOrigins (env: Env): string[] {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not an http:// or https:// origin')
     if (url.username !== '' || url.password !== '') throw refuse('carries a user name or password')
     if (url.pathname !== '/' || /[?#]/.test(entry)) throw refuse('has a path, query or fragment: an origin is scheme, host and port only')
+    const problem = check?.(url)
+    if (problem !== undefined) throw refuse(problem)
     origins.add(url.origin)
   }
   return [...origins]
@@ -443,25 +453,8 @@ function webauthnConfig (env: Env, publicUrl: string, appName: string): Webauthn
   const rpName = env.WEBAUTHN_RP_NAME?.trim() || appName
   if (rpName.length > 100) throw new ConfigError('WEBAUTHN_RP_NAME', 'must be at most 100 characters')
 
-  const listed = (env.WEBAUTHN_ORIGINS ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '')
-  if (listed.length > 0) {
-    const origins = new Set<string>()
-    for (const entry of listed) {
-      const refuse = (why: string) => new ConfigError('WEBAUTHN_ORIGINS', `must list exact origins separated by commas, such as https://accounts.example.com; "${entry}" ${why}`)
-      let url: URL
-      try {
-        url = new URL(entry)
-      } catch {
-        throw refuse('is not an origin (write it with its scheme: https://host[:port])')
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw refuse('is not an http:// or https:// origin')
-      if (url.username !== '' || url.password !== '' || url.pathname !== '/' || /[?#*]/.test(entry)) throw refuse('is not an origin: scheme, host and port only')
-      const problem = originProblem(url, rpId)
-      if (problem !== undefined) throw refuse(problem)
-      origins.add(url.origin)
-    }
-    return { rpId, rpName, origins: [...origins] }
-  }
+  const listed = originList(env, 'WEBAUTHN_ORIGINS', 'https://accounts.example.com', (url) => originProblem(url, rpId))
+  if (listed.length > 0) return { rpId, rpName, origins: listed }
   const candidate = new URL(base.origin)
   if (LOOPBACK_HOST.test(candidate.hostname)) candidate.hostname = 'localhost'
   const problem = originProblem(candidate, rpId)

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely'
 import { isUniqueViolation, type Database, type PasskeyDeviceType, type WebauthnCeremony } from '../db/database.js'
 import { AppError } from '../errors.js'
+import type { VerifiedCredential } from './webauthn.js'
 
 type DbOrTrx = Kysely<Database>
 
@@ -23,15 +24,9 @@ export function findPasskeyByCredentialId (db: DbOrTrx, credentialId: string) {
     .executeTakeFirst()
 }
 
-export interface NewPasskey {
+/** A credential the ceremony verified, with whose it is and what its owner called it. */
+export interface NewPasskey extends VerifiedCredential {
   userId: number
-  credentialId: string
-  publicKey: string
-  counter: number
-  transports: string[]
-  deviceType: PasskeyDeviceType
-  backedUp: boolean
-  aaguid: string
   userHandle: string
   name: string
   now: string
