@@ -461,6 +461,10 @@ for (const dialect of DIALECTS) {
       await page.locator('.card .error-summary a').click()
       assert.equal(await page.evaluate(() => document.activeElement?.id), 'suspend-reason')
       assert.equal((await apiGet(app, '/users/me', target.token)).statusCode, 200, 'nothing was sent')
+      // A link to a user who is gone: the API's 404 (GET /admin/users/{id}) becomes a page that says so.
+      await page.evaluate(() => { location.hash = '#/users/987654321' })
+      await page.getByRole('heading', { name: 'User not found' }).waitFor()
+      await waitForText(page, 'main', /There is no user with the id 987654321/)
       assertClean(consolePage)
     })
   })

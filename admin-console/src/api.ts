@@ -322,9 +322,7 @@ export function listAuditEvents (targetUserId: number, cursor?: string, signal?:
   return json<AuditPage>('GET', '/admin/audit-events', { query: { target_user_id: targetUserId, limit: 20, cursor }, signal })
 }
 
-/** The directory has no by-id read; GET /users/{id} (admins may read anyone) gives the email to find the row by. */
-export async function findUser (id: number, signal?: AbortSignal): Promise<AdminUser | undefined> {
-  const profile = await json<Me>('GET', `/users/${id}`, { signal })
-  const page = await listUsers({ q: profile.email, limit: 200 }, signal)
-  return page.users.find((user) => user.id === id)
+/** One user as the directory shows them; an ApiError with status 404 when there is none. */
+export function getUser (id: number, signal?: AbortSignal): Promise<AdminUser> {
+  return json<AdminUser>('GET', `/admin/users/${id}`, { signal })
 }

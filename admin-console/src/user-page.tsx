@@ -1,7 +1,7 @@
 import type { ComponentChildren } from 'preact'
 import { useEffect, useRef, useState } from 'preact/hooks'
 import {
-  ApiError, findUser, listAuditEvents, listSessions, revokeSessions, sendPasswordReset, setRole, suspendUser, unsuspendUser,
+  ApiError, getUser, listAuditEvents, listSessions, revokeSessions, sendPasswordReset, setRole, suspendUser, unsuspendUser,
   type AdminUser, type AuditEvent, type Me, type Role, type Session
 } from './api.js'
 import { isSuspended, StatusTag } from './directory.js'
@@ -36,11 +36,7 @@ export function UserPage ({ id, me, backHref, flash }: Props) {
 
   async function loadUser (signal?: AbortSignal) {
     try {
-      const found = await findUser(id, signal)
-      if (found === undefined) {
-        setMissing(true)
-        return
-      }
+      const found = await getUser(id, signal)
       setUser(found)
       rememberUser(found)
     } catch (error) {
