@@ -516,6 +516,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
   const appName = env.APP_NAME?.trim() || 'User Management API'
   if (appName.length > 100) throw new ConfigError('APP_NAME', 'must be at most 100 characters')
   const base = publicUrl(env, host, port)
+  const resetPasswordUrl = linkTemplate(env, 'RESET_PASSWORD_URL', `${base}/account/reset-password#token={token}`)
+  const processes = workers(env)
   return {
     host,
     port,
@@ -555,8 +557,8 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     shutdownGrace: parseDuration(env, 'SHUTDOWN_GRACE', 25),
     shutdownDelay: parseDuration(env, 'SHUTDOWN_DELAY', 0, 0),
     ...serverTimeouts(env),
-    workers: workers(env),
-    listenSockets: listenSockets(env, workers(env)),
+    workers: processes,
+    listenSockets: listenSockets(env, processes),
     metrics: boolean(env, 'METRICS', true),
     metricsToken: metricsToken(env),
     requestLog: requestLog(env),
@@ -565,11 +567,11 @@ export function loadConfig (env: Env, cwd: string = process.cwd()): Config {
     publicUrl: base,
     emailVerification: emailVerification(env),
     verifyEmailUrl: linkTemplate(env, 'VERIFY_EMAIL_URL', `${base}/account/verify-email#token={token}`),
-    resetPasswordUrl: linkTemplate(env, 'RESET_PASSWORD_URL', `${base}/account/reset-password#token={token}`),
+    resetPasswordUrl,
     // An operator whose frontend resets passwords (RESET_PASSWORD_URL) gets invitations there too,
     // unless SET_PASSWORD_URL names another page: both post the token to the same endpoint.
     setPasswordUrl: linkTemplate(env, 'SET_PASSWORD_URL',
-      linkTemplate(env, 'RESET_PASSWORD_URL', `${base}/account/set-password#token={token}`)),
+      env.RESET_PASSWORD_URL?.trim() ? resetPasswordUrl : `${base}/account/set-password#token={token}`),
     resetTokenTtl: parseDuration(env, 'RESET_TOKEN_TTL', 3600, 60),
     verifyTokenTtl: parseDuration(env, 'VERIFY_TOKEN_TTL', 24 * 3600, 60),
     inviteTokenTtl: parseDuration(env, 'INVITE_TOKEN_TTL', 72 * 3600, 60),

@@ -6,7 +6,7 @@ import { chromium, type Browser } from 'playwright-core'
 // installs the package; elsewhere the browser suites skip, with this reason shown, when it is
 // missing (and fail under CI=true, where a skip would hide a regression). TEST_BROWSER=off skips
 // them on purpose: `.ci/run` runs them on the machine's Node only, as what they check (our pages
-// in Chromium) does not change with the server's Node version, and they cost the most CPU.
+// in Chromium) does not change with the server's Node version, and Chromium adds to their CPU.
 
 export const CHROMIUM = '/usr/bin/chromium'
 
